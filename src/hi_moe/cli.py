@@ -1,0 +1,176 @@
+"""The `hi-moe` command: inspect providers and ask the configured one for a completion."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from hi_moe.config import Settings, load_provider, provider_class, provider_names
+from hi_moe.errors import ConfigError, HiMoeError
+from hi_moe.types import Choice, CompletionRequest, Constraint, Grammar, JsonSchema, Regex
+
+app = typer.Typer(
+    name="hi-moe",
+    help="One inference interface for LLM harnesses: vLLM + LoRA specialists, OpenAI, mock.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+T = TypeVar("T")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="TOML settings file (default: hi_moe.toml, or $HI_MOE_CONFIG)."),
+]
+ProviderOption = Annotated[
+    str | None, typer.Option("--provider", "-p", help="Provider name; overrides the settings.")
+]
+
+
+def _settings(config: Path | None, provider: str | None) -> Settings:
+    overrides: dict[str, Any] = {"provider": provider} if provider else {}
+    return Settings.load(config, **overrides)
+
+
+def _fail(what: str, error: Exception) -> None:
+    err.print(f"[red]{what}:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
+
+
+def _run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine; a HiMoeError becomes a one-line message and exit status 1 (2 for
+    configuration), not a traceback."""
+    try:
+        return asyncio.run(make())
+    except ValidationError as error:
+        _fail("invalid request", error)
+        raise typer.Exit(2) from None
+    except ConfigError as error:
+        _fail("config error", error)
+        raise typer.Exit(2) from None
+    except HiMoeError as error:
+        _fail(type(error).__name__, error)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def providers(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List the providers that can be configured, with what each can enforce."""
+    rows: list[dict[str, Any]] = []
+    for name in provider_names():
+        try:
+            cls = provider_class(name)
+        except (ImportError, ConfigError) as error:
+            rows.append({"name": name, "error": str(error)})
+            continue
+        caps = cls.capabilities
+        rows.append(
+            {
+                "name": name,
+                "class": f"{cls.__module__}.{cls.__qualname__}",
+                "constraints": sorted(caps.constraint_kinds),
+                "adapters": caps.adapters,
+                "runtime_adapters": caps.runtime_adapters,
+                "streaming": caps.streaming,
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("provider", "constraints", "adapters", "streaming")
+    for row in rows:
+        if "error" in row:
+            table.add_row(row["name"], f"[red]unavailable: {escape(row['error'])}[/red]", "", "")
+            continue
+        table.add_row(
+            row["name"],
+            ", ".join(row["constraints"]),
+            "runtime" if row["runtime_adapters"] else ("yes" if row["adapters"] else "no"),
+            "yes" if row["streaming"] else "no",
+        )
+    Console().print(table)
+
+
+def _constraint(
+    json_schema: Path | None, grammar: Path | None, regex: str | None, choice: str | None
+) -> Constraint | None:
+    given = [option for option in (json_schema, grammar, regex, choice) if option is not None]
+    if len(given) > 1:
+        raise typer.BadParameter("give at most one of --json-schema, --grammar, --regex, --choice")
+    if json_schema is not None:
+        try:
+            return JsonSchema(json.loads(json_schema.read_text()))
+        except json.JSONDecodeError as error:
+            raise typer.BadParameter(f"{json_schema} is not JSON: {error}") from None
+    if grammar is not None:
+        return Grammar(grammar.read_text())
+    if regex is not None:
+        return Regex(regex)
+    if choice is not None:
+        return Choice([option.strip() for option in choice.split(",") if option.strip()])
+    return None
+
+
+@app.command()
+def complete(
+    prompt: Annotated[str, typer.Argument(help="The user message.")],
+    adapter: Annotated[str | None, typer.Option(help="LoRA specialist to use.")] = None,
+    system: Annotated[str | None, typer.Option(help="System message.")] = None,
+    json_schema: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="JSON Schema file.")
+    ] = None,
+    grammar: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="XGrammar EBNF file.")
+    ] = None,
+    regex: Annotated[str | None, typer.Option(help="Regex the whole output must match.")] = None,
+    choice: Annotated[str | None, typer.Option(help="Comma-separated allowed outputs.")] = None,
+    max_tokens: Annotated[int, typer.Option(min=1)] = 256,
+    temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 1.0,
+    seed: Annotated[int | None, typer.Option()] = None,
+    stream: Annotated[bool, typer.Option(help="Print text as it is generated.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the Completion as JSON.")] = False,
+    config: ConfigOption = None,
+    provider: ProviderOption = None,
+) -> None:
+    """Ask the configured provider for one completion."""
+
+    async def go() -> None:
+        request = CompletionRequest.from_prompt(
+            prompt,
+            system=system,
+            adapter=adapter,
+            constraint=_constraint(json_schema, grammar, regex, choice),
+            max_tokens=max_tokens,
+            temperature=temperature,
+            seed=seed,
+        )
+        async with load_provider(_settings(config, provider)) as chosen:
+            if stream:
+                async for chunk in chosen.stream(request):
+                    sys.stdout.write(chunk)
+                    sys.stdout.flush()
+                sys.stdout.write("\n")
+                return
+            completion = await chosen.complete(request)
+        typer.echo(completion.model_dump_json(indent=2) if as_json else completion.text)
+
+    _run(go)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

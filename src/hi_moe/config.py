@@ -1,0 +1,240 @@
+"""Settings and `load_provider()`: the provider is chosen by configuration, not by code.
+
+Sources, strongest first: explicit arguments, environment variables (`HI_MOE_PROVIDER`,
+`HI_MOE_MODAL__ENDPOINT`: sections are joined by a double underscore), then a TOML file
+(`hi_moe.toml` in the working directory, or the file named by `HI_MOE_CONFIG`)::
+
+    provider = "modal"
+
+    [modal]
+    endpoint = "https://you--hi-moe-vllm-serve.modal.run"
+
+Secrets are `SecretStr`: they print as `**********` and are only unwrapped where sent.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from hi_moe.errors import ConfigError
+
+if TYPE_CHECKING:
+    from hi_moe.providers.base import InferenceProvider
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "MockSettings",
+    "ModalSettings",
+    "OpenAISettings",
+    "Settings",
+    "env_name",
+    "load_provider",
+    "provider_class",
+    "provider_names",
+]
+
+ENTRY_POINT_GROUP = "hi_moe.providers"
+ENV_PREFIX = "HI_MOE_"
+DEFAULT_CONFIG_FILE = "hi_moe.toml"
+
+_BUILTIN_PROVIDERS = {
+    "mock": "hi_moe.providers.mock:MockProvider",
+    "modal": "hi_moe.providers.modal_vllm:ModalVLLMProvider",
+    "openai": "hi_moe.providers.openai_json:OpenAIJSONProvider",
+}
+# Which extra brings what a built-in provider imports.
+_EXTRAS = {"modal": "openai", "openai": "openai"}
+_config_file: ContextVar[Path | None] = ContextVar("hi_moe_config_file", default=None)
+
+_SECTION = ConfigDict(extra="forbid")
+Seconds = Annotated[float, Field(gt=0)]
+
+
+def env_name(*path: str) -> str:
+    """The environment variable that sets a setting: ('modal', 'endpoint') →
+    HI_MOE_MODAL__ENDPOINT."""
+    return ENV_PREFIX + "__".join(path).upper()
+
+
+class MockSettings(BaseModel):
+    """`[mock]`: the offline provider."""
+
+    model_config = _SECTION
+
+    seed: int = 0
+    adapters: list[str] = Field(default_factory=list)
+    latency_s: Annotated[float, Field(ge=0)] = 0.0
+
+
+class ModalSettings(BaseModel):
+    """`[modal]`: a vLLM OpenAI-compatible server, on Modal or anywhere else."""
+
+    model_config = _SECTION
+
+    endpoint: str | None = None
+    """Base URL of the server, without /v1."""
+    base_model: str | None = None
+    """Served name of the base model; discovered from /v1/models when unset."""
+    api_key: SecretStr | None = None
+    """vLLM's --api-key, sent as a bearer token."""
+    proxy_key: SecretStr | None = None
+    """Modal proxy-auth token id, sent as Modal-Key."""
+    proxy_secret: SecretStr | None = None
+    """Modal proxy-auth token secret, sent as Modal-Secret."""
+    request_timeout_s: Seconds = 120.0
+    startup_timeout_s: Seconds = 900.0
+    """How long to wait for a cold (scaled-to-zero) server to become healthy."""
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = 4
+    retry_deadline_s: Seconds = 300.0
+    allow_insecure_http: bool = False
+    """Allow plain http:// to a host other than loopback."""
+
+
+class OpenAISettings(BaseModel):
+    """`[openai]`: OpenAI's chat completions with strict JSON schemas."""
+
+    model_config = _SECTION
+
+    model: str | None = None
+    api_key: SecretStr | None = None
+    """Falls back to OPENAI_API_KEY."""
+    base_url: str | None = None
+    adapters: dict[str, str] = Field(default_factory=dict)
+    """Adapter name → model id, e.g. {"python-lora": "ft:gpt-4.1-mini:acme::abc123"}."""
+    request_timeout_s: Seconds = 120.0
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = 4
+    retry_deadline_s: Seconds = 300.0
+
+
+class Settings(BaseSettings):
+    """All of hi_moe's configuration. Build with `Settings.load()` to get `ConfigError`s."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    provider: str = "mock"
+    """Which provider `load_provider()` builds: mock, modal, openai, or an entry point's name."""
+    mock: MockSettings = Field(default_factory=MockSettings)
+    modal: ModalSettings = Field(default_factory=ModalSettings)
+    openai: OpenAISettings = Field(default_factory=OpenAISettings)
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Settings of third-party providers, one table each: [providers.acme]."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = _config_file.get() or Path(os.environ.get("HI_MOE_CONFIG", DEFAULT_CONFIG_FILE))
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, path)
+
+    @classmethod
+    def load(cls, config_file: str | Path | None = None, **overrides: Any) -> Settings:
+        """Read the settings; a bad or unknown one raises `ConfigError` naming it."""
+        path = Path(config_file) if config_file is not None else None
+        if path is not None and not path.is_file():
+            raise ConfigError(f"config file not found: {path}", setting="HI_MOE_CONFIG")
+        with _reading(path):
+            try:
+                return cls(**overrides)
+            except ValidationError as error:
+                raise _config_error(error) from None
+            except ValueError as error:  # a TOML file that does not parse
+                raise ConfigError(f"cannot read settings: {error}") from None
+
+    def require(self, *path: str) -> Any:
+        """The value at `path`, or `ConfigError` naming the setting when it is unset."""
+        value: Any = self
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
+        if value is None or value == "":
+            toml = f"[{path[0]}] {'.'.join(path[1:])}" if len(path) > 1 else path[0]
+            raise ConfigError(
+                f"missing setting {'.'.join(path)}: set {env_name(*path)} or {toml} in "
+                f"{DEFAULT_CONFIG_FILE}",
+                setting=env_name(*path),
+            )
+        return value
+
+
+@contextmanager
+def _reading(path: Path | None) -> Iterator[None]:
+    token = _config_file.set(path)
+    try:
+        yield
+    finally:
+        _config_file.reset(token)
+
+
+def _config_error(error: ValidationError) -> ConfigError:
+    first = error.errors()[0]
+    path = [str(part) for part in first["loc"]]
+    name = env_name(*path) if path else "settings"
+    return ConfigError(f"bad setting {'.'.join(path)} ({name}): {first['msg']}", setting=name)
+
+
+def _entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def provider_names() -> list[str]:
+    """Built-in provider names, then those registered under the `hi_moe.providers` group."""
+    return [*_BUILTIN_PROVIDERS, *sorted(_entry_points().keys() - _BUILTIN_PROVIDERS.keys())]
+
+
+def provider_class(name: str) -> type[InferenceProvider]:
+    """The provider class registered under `name`; `ConfigError` if there is none."""
+    from hi_moe.providers.base import InferenceProvider
+
+    if name in _BUILTIN_PROVIDERS:
+        module, _, attribute = _BUILTIN_PROVIDERS[name].partition(":")
+        try:
+            found = getattr(importlib.import_module(module), attribute)
+        except ImportError as error:
+            extra = _EXTRAS.get(name, name)
+            raise ConfigError(
+                f"provider {name!r} needs {error.name or 'a missing package'}: "
+                f"pip install 'hi-moe[{extra}]'",
+                setting=env_name("provider"),
+            ) from None
+    else:
+        entry = _entry_points().get(name)
+        if entry is None:
+            raise ConfigError(
+                f"unknown provider {name!r} (HI_MOE_PROVIDER); known: "
+                f"{', '.join(provider_names())}",
+                setting=env_name("provider"),
+            )
+        found = entry.load()
+    if not (isinstance(found, type) and issubclass(found, InferenceProvider)):
+        raise ConfigError(
+            f"provider {name!r} is registered as {found!r}, not an InferenceProvider subclass",
+            setting=env_name("provider"),
+        )
+    return found
+
+
+def load_provider(settings: Settings | None = None) -> InferenceProvider:
+    """Build the provider that `settings.provider` names (settings are loaded when omitted)."""
+    settings = settings if settings is not None else Settings.load()
+    return provider_class(settings.provider).from_settings(settings)

@@ -1,0 +1,36 @@
+"""The providers, one module each, behind `InferenceProvider`.
+
+Imports are lazy: naming `MockProvider` does not load the openai SDK that the remote providers
+need, and vice versa.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hi_moe.providers.base import Capabilities, Health, InferenceProvider
+    from hi_moe.providers.mock import MockProvider, ScriptExhausted
+
+__all__ = ["Capabilities", "Health", "InferenceProvider", "MockProvider", "ScriptExhausted"]
+
+_WHERE = {
+    "Capabilities": "hi_moe.providers.base",
+    "Health": "hi_moe.providers.base",
+    "InferenceProvider": "hi_moe.providers.base",
+    "MockProvider": "hi_moe.providers.mock",
+    "ScriptExhausted": "hi_moe.providers.mock",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

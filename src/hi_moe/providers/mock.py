@@ -1,0 +1,227 @@
+"""`MockProvider`: an offline, deterministic provider that behaves like a real one.
+
+It keeps every rule a real provider keeps (constraints validated and checked, unknown adapters
+rejected, timeouts honoured), so code tested against it takes the same paths it will take
+against vLLM or OpenAI. Three ways to answer::
+
+    MockProvider()                                  # sample a valid output for any constraint
+    MockProvider(replies=["first", RateLimited("slow down")])   # a script, one per request
+    MockProvider(respond=lambda request: f"echo: {request.messages[-1].content}")
+
+Every request that reaches it is recorded in `requests`, so tests can assert on what was asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+import random
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Self, TypeAlias
+
+from hi_moe import constraints, sampling
+from hi_moe.errors import (
+    InvalidConstraint,
+    ProviderTimeout,
+    UnknownAdapter,
+    UnsupportedConstraint,
+)
+from hi_moe.providers.base import ALL_CONSTRAINT_KINDS, Capabilities, Health, InferenceProvider
+from hi_moe.types import Completion, CompletionRequest, ConstraintKind, FinishReason, Usage
+
+if TYPE_CHECKING:
+    from hi_moe.config import Settings
+
+__all__ = ["MockProvider", "Reply", "ReplyFunction", "ScriptExhausted"]
+
+Reply: TypeAlias = str | Completion | BaseException
+"""Text to answer with (checked and truncated like a server's), a full `Completion`, or an
+exception to raise."""
+ReplyFunction: TypeAlias = Callable[[CompletionRequest], Reply | Awaitable[Reply]]
+Latency: TypeAlias = float | Callable[[CompletionRequest], float]
+
+# The mock counts a token as four characters, about what BPE tokenizers average on English.
+CHARS_PER_TOKEN = 4
+# What a chat template adds around each message (role markers, separators).
+_MESSAGE_OVERHEAD_TOKENS = 4
+_PURE_PYTHON_KINDS: frozenset[ConstraintKind] = frozenset(("json_schema", "choice"))
+
+
+def _engine_kinds() -> frozenset[ConstraintKind]:
+    # Without XGrammar the mock can still sample JSON schemas and choices in pure Python.
+    return ALL_CONSTRAINT_KINDS if constraints.grammar_engine_available() else _PURE_PYTHON_KINDS
+
+
+def estimate_tokens(text: str) -> int:
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+class ScriptExhausted(AssertionError):
+    """More requests arrived than the script had replies: the code under test asked more
+    than the test said it would."""
+
+
+class MockProvider(InferenceProvider):
+    """Offline, deterministic, constraint-honouring provider. See the module docstring."""
+
+    name = "mock"
+    capabilities = Capabilities(
+        constraint_kinds=_engine_kinds(), adapters=True, runtime_adapters=True, streaming=True
+    )
+
+    def __init__(
+        self,
+        *,
+        replies: Iterable[Reply] | None = None,
+        respond: ReplyFunction | None = None,
+        seed: int = 0,
+        adapters: Iterable[str] = (),
+        base_model: str = "mock-base",
+        latency_s: Latency = 0.0,
+        constraint_kinds: Iterable[ConstraintKind] | None = None,
+    ) -> None:
+        """
+        Args:
+            replies: answers consumed one per request; running out raises `ScriptExhausted`.
+            respond: a function (sync or async) of the request returning the answer.
+            seed: with neither of the above, outputs are sampled deterministically from
+                (seed, request): the same request always gets the same answer.
+            adapters: the LoRA adapters this mock serves; others raise `UnknownAdapter`.
+            latency_s: seconds to wait before answering, or a function of the request. Past
+                the request's `timeout_s` the mock raises `ProviderTimeout`, as a client would.
+            constraint_kinds: restrict what it enforces, e.g. `["json_schema"]` to stand in
+                for the JSON-only OpenAI provider.
+        """
+        if replies is not None and respond is not None:
+            raise ValueError("give MockProvider either replies or respond, not both")
+        self._script: deque[Reply] | None = deque(replies) if replies is not None else None
+        self._respond = respond
+        self.seed = seed
+        self.base_model = base_model
+        self._adapters = dict.fromkeys(adapters, "")
+        self._latency = latency_s
+        kinds = ALL_CONSTRAINT_KINDS if constraint_kinds is None else frozenset(constraint_kinds)
+        self.capabilities = type(self).capabilities.model_copy(
+            update={"constraint_kinds": kinds & _engine_kinds()}
+        )
+        self._wanted_kinds = kinds
+        self.requests: list[CompletionRequest] = []
+        """Every request that got past validation, in arrival order."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        mock = settings.mock
+        return cls(seed=mock.seed, adapters=mock.adapters, latency_s=mock.latency_s)
+
+    def __repr__(self) -> str:
+        return f"MockProvider(seed={self.seed}, adapters={list(self._adapters)})"
+
+    def unsupported_hint(self, kind: ConstraintKind) -> str:
+        if kind in self._wanted_kinds:
+            return f"sampling {kind} constraints needs XGrammar; {constraints.GRAMMAR_EXTRA_HINT}"
+        return "this MockProvider was configured without it"
+
+    # -- InferenceProvider -------------------------------------------------------------------
+
+    async def _complete(self, request: CompletionRequest) -> Completion:
+        started = time.perf_counter()
+        self.requests.append(request)
+        if request.adapter is not None and request.adapter not in self._adapters:
+            raise UnknownAdapter(request.adapter, list(self._adapters), provider=self.name)
+        await self._wait(request)
+        reply = await self._reply(request)
+        if isinstance(reply, BaseException):
+            raise reply
+        if isinstance(reply, Completion):
+            return reply
+        text, finish_reason = _fit(reply, request.max_tokens)
+        return Completion(
+            text=text,
+            finish_reason=finish_reason,
+            usage=Usage(
+                prompt_tokens=sum(
+                    estimate_tokens(m.content) + _MESSAGE_OVERHEAD_TOKENS for m in request.messages
+                ),
+                completion_tokens=estimate_tokens(text),
+            ),
+            provider=self.name,
+            model=request.adapter or self.base_model,
+            adapter=request.adapter,
+            latency_s=time.perf_counter() - started,
+            request_id=f"mock-{len(self.requests)}",
+        )
+
+    async def _stream(self, request: CompletionRequest) -> AsyncIterator[str]:
+        completion = await self._complete(request)
+        for start in range(0, len(completion.text), CHARS_PER_TOKEN):
+            await asyncio.sleep(0)
+            yield completion.text[start : start + CHARS_PER_TOKEN]
+
+    async def adapters(self) -> list[str]:
+        return list(self._adapters)
+
+    async def health(self) -> Health:
+        return Health(provider=self.name, status="ok", detail="offline mock", latency_s=0.0)
+
+    # -- runtime adapters, mirroring vLLM's load/unload endpoints --------------------------
+
+    async def load_adapter(self, name: str, path: str = "") -> None:
+        self._adapters[name] = path
+
+    async def unload_adapter(self, name: str) -> None:
+        if name not in self._adapters:
+            raise UnknownAdapter(name, list(self._adapters), provider=self.name)
+        del self._adapters[name]
+
+    # -- answering ---------------------------------------------------------------------------
+
+    async def _wait(self, request: CompletionRequest) -> None:
+        delay = self._latency(request) if callable(self._latency) else self._latency
+        if request.timeout_s is not None and delay > request.timeout_s:
+            await asyncio.sleep(request.timeout_s)
+            raise ProviderTimeout(f"no answer within {request.timeout_s} s", provider=self.name)
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _reply(self, request: CompletionRequest) -> Reply:
+        if self._respond is not None:
+            reply = self._respond(request)
+            return await reply if inspect.isawaitable(reply) else reply
+        if self._script is not None:
+            if not self._script:
+                raise ScriptExhausted(
+                    f"MockProvider's script ran out at request {len(self.requests)}: "
+                    f"{request.messages[-1].content[:120]!r}"
+                )
+            return self._script.popleft()
+        return self._sample(request)
+
+    def _sample(self, request: CompletionRequest) -> str:
+        # Seeded by content, not arrival order, so concurrent callers get stable answers.
+        rng = random.Random(f"{self.seed}:{request.model_dump_json()}")
+        max_chars = request.max_tokens * CHARS_PER_TOKEN
+        constraint = request.constraint
+        if constraint is None:
+            return sampling.sample_text(rng, max_chars)
+        try:
+            return sampling.sample(constraint, rng, max_chars=max_chars)
+        except sampling.NeedsGrammarEngine as needs:
+            raise UnsupportedConstraint(
+                constraint.kind,
+                self.name,
+                f"sampling {needs.what} needs XGrammar; {constraints.GRAMMAR_EXTRA_HINT}",
+            ) from None
+        except sampling.SamplingFailed as failed:
+            raise InvalidConstraint(
+                constraint.kind, f"the mock found no output that satisfies it: {failed}"
+            ) from None
+
+
+def _fit(text: str, max_tokens: int) -> tuple[str, FinishReason]:
+    """Cut text at max_tokens as a server would, and say so in the finish reason."""
+    if estimate_tokens(text) <= max_tokens:
+        return text, "stop"
+    return text[: max_tokens * CHARS_PER_TOKEN], "length"

@@ -1,0 +1,204 @@
+"""Requests, completions and output constraints: the values that cross the provider seam.
+
+Everything here validates itself on construction, so a malformed request fails with a pydantic
+`ValidationError` naming the field before any provider sees it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+from pydantic.dataclasses import dataclass
+
+__all__ = [
+    "Choice",
+    "Completion",
+    "CompletionRequest",
+    "Constraint",
+    "ConstraintKind",
+    "FinishReason",
+    "Grammar",
+    "JsonSchema",
+    "Message",
+    "Regex",
+    "Role",
+    "Usage",
+    "constraint_key",
+]
+
+Role: TypeAlias = Literal["system", "user", "assistant"]
+ConstraintKind: TypeAlias = Literal["json_schema", "grammar", "regex", "choice"]
+FinishReason: TypeAlias = Literal["stop", "length", "content_filter", "tool_calls", "abort"]
+
+# OpenAI's rule for response_format names; vLLM accepts anything, so the stricter rule wins.
+_SCHEMA_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_CONSTRAINT = ConfigDict(extra="forbid")
+
+
+class Message(BaseModel):
+    """One chat message."""
+
+    model_config = _FROZEN
+
+    role: Role
+    content: str
+
+    @classmethod
+    def system(cls, content: str) -> Message:
+        return cls(role="system", content=content)
+
+    @classmethod
+    def user(cls, content: str) -> Message:
+        return cls(role="user", content=content)
+
+    @classmethod
+    def assistant(cls, content: str) -> Message:
+        return cls(role="assistant", content=content)
+
+
+@dataclass(frozen=True, config=_CONSTRAINT)
+class JsonSchema:
+    """The output must be JSON valid under `schema` (JSON Schema). `Completion.parsed` holds it."""
+
+    schema: dict[str, Any]
+    name: Annotated[str, Field(pattern=_SCHEMA_NAME)] = "output"
+    strict: bool = True
+    kind: Literal["json_schema"] = dataclasses.field(default="json_schema", repr=False)
+
+    def __hash__(self) -> int:  # by content, so constraints can key caches
+        return hash(constraint_key(self))
+
+    @classmethod
+    def from_model(cls, model: type[BaseModel], *, name: str | None = None) -> JsonSchema:
+        """The schema of a pydantic model, named after it."""
+        return cls(model.model_json_schema(), name=name or model.__name__)
+
+
+@dataclass(frozen=True, config=_CONSTRAINT)
+class Grammar:
+    """The output must match an XGrammar EBNF grammar (start rule `root`)."""
+
+    ebnf: Annotated[str, Field(min_length=1)]
+    kind: Literal["grammar"] = dataclasses.field(default="grammar", repr=False)
+
+    def __hash__(self) -> int:  # by content, so constraints can key caches
+        return hash(constraint_key(self))
+
+
+@dataclass(frozen=True, config=_CONSTRAINT)
+class Regex:
+    """The whole output must match `pattern`."""
+
+    pattern: Annotated[str, Field(min_length=1)]
+    kind: Literal["regex"] = dataclasses.field(default="regex", repr=False)
+
+    def __hash__(self) -> int:  # by content, so constraints can key caches
+        return hash(constraint_key(self))
+
+
+@dataclass(frozen=True, config=_CONSTRAINT)
+class Choice:
+    """The output must be exactly one of `options`."""
+
+    options: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+    kind: Literal["choice"] = dataclasses.field(default="choice", repr=False)
+
+    def __hash__(self) -> int:  # by content, so constraints can key caches
+        return hash(constraint_key(self))
+
+    @field_validator("options")
+    @classmethod
+    def _distinct(cls, options: list[str]) -> list[str]:
+        if len(set(options)) != len(options):
+            raise ValueError("choice options must be distinct")
+        return options
+
+
+Constraint: TypeAlias = Annotated[
+    JsonSchema | Grammar | Regex | Choice, Field(discriminator="kind")
+]
+
+
+def constraint_key(constraint: Constraint) -> str:
+    """A stable string naming a constraint's content; the cache key for compiled grammars.
+
+    JSON keys keep their order: property order shapes the grammar a schema compiles to.
+    """
+    match constraint:
+        case JsonSchema(schema=schema):
+            return "json_schema:" + json.dumps(schema, separators=(",", ":"))
+        case Grammar(ebnf=ebnf):
+            return "grammar:" + ebnf
+        case Regex(pattern=pattern):
+            return "regex:" + pattern
+        case Choice(options=options):
+            return "choice:" + json.dumps(options)
+    raise TypeError(f"not a constraint: {constraint!r}")
+
+
+class CompletionRequest(BaseModel):
+    """What the harness asks of a provider. `adapter=None` means the base model."""
+
+    model_config = _FROZEN
+
+    messages: Annotated[list[Message], Field(min_length=1)]
+    adapter: Annotated[str | None, Field(min_length=1, max_length=256, pattern=r"^[^\s]+$")] = None
+    constraint: Constraint | None = None
+    max_tokens: Annotated[int, Field(gt=0, le=1_000_000)] = 512
+    temperature: Annotated[float, Field(ge=0.0, le=2.0, allow_inf_nan=False)] = 1.0
+    top_p: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 1.0
+    stop: Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=16)] = Field(
+        default_factory=list
+    )
+    seed: Annotated[int | None, Field(ge=-(2**63), lt=2**63)] = None
+    timeout_s: Annotated[float | None, Field(gt=0.0, allow_inf_nan=False)] = None
+
+    @classmethod
+    def from_prompt(
+        cls, prompt: str, *, system: str | None = None, **fields: Any
+    ) -> CompletionRequest:
+        """A one-turn request: an optional system message, then `prompt` as the user."""
+        messages = [Message.system(system)] if system is not None else []
+        messages.append(Message.user(prompt))
+        return cls(messages=messages, **fields)
+
+
+class Usage(BaseModel):
+    """Token counts as the backend reported them."""
+
+    # `total_tokens` is derived; ignoring it on input lets a dumped Usage validate again.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    prompt_tokens: Annotated[int, Field(ge=0)] = 0
+    completion_tokens: Annotated[int, Field(ge=0)] = 0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+        )
+
+
+class Completion(BaseModel):
+    """A checked answer: `text` satisfies the request's constraint, or it was never returned."""
+
+    model_config = _FROZEN
+
+    text: str
+    parsed: Any = None
+    finish_reason: FinishReason = "stop"
+    usage: Usage = Field(default_factory=Usage)
+    provider: str
+    model: str
+    adapter: str | None = None
+    latency_s: Annotated[float, Field(ge=0.0)] = 0.0
+    request_id: str | None = None

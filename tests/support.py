@@ -1,0 +1,33 @@
+"""Helpers shared by the tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from hi_moe import constraints
+
+requires_grammar = pytest.mark.skipif(
+    not constraints.grammar_engine_available(),
+    reason="needs the grammar extra (xgrammar): pip install 'hi-moe[grammar]'",
+)
+
+# Running code with this prelude makes `import xgrammar` fail, as on an install without the
+# grammar extra.
+WITHOUT_XGRAMMAR = "import sys\nsys.modules['xgrammar'] = None\n"
+
+
+def run_python(code: str, *, timeout: float = 120) -> str:
+    """Run `code` in a fresh interpreter; return its stdout, failing the test on error."""
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result.stdout

@@ -1,0 +1,112 @@
+"""The `hi-moe` command on the configured provider."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hi_moe import Completion, Grammar, JsonSchema, Regex, constraints
+from hi_moe.cli import app
+from tests.support import requires_grammar
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def offline_mock(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.startswith("HI_MOE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HI_MOE_MOCK__ADAPTERS", '["python-lora"]')
+
+
+def test_providers_lists_names_and_capabilities_as_json() -> None:
+    result = runner.invoke(app, ["providers", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert set(rows) >= {"mock", "modal", "openai"}
+    assert "json_schema" in rows["mock"]["constraints"]
+    assert rows["mock"]["adapters"] is True
+
+
+def test_providers_prints_a_table() -> None:
+    result = runner.invoke(app, ["providers"])
+    assert result.exit_code == 0
+    assert "mock" in result.stdout
+    assert "json_schema" in result.stdout
+
+
+def test_complete_prints_the_text() -> None:
+    result = runner.invoke(app, ["complete", "Say something.", "--adapter", "python-lora"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip()
+
+
+def test_complete_json_prints_the_whole_completion() -> None:
+    result = runner.invoke(app, ["complete", "Pick one.", "--choice", "yes, no", "--json"])
+    assert result.exit_code == 0, result.output
+    completion = Completion.model_validate_json(result.stdout)
+    assert completion.text in {"yes", "no"}
+    assert completion.provider == "mock"
+
+
+def test_complete_with_a_json_schema_file(tmp_path: Path) -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    path = tmp_path / "schema.json"
+    path.write_text(json.dumps(schema))
+    result = runner.invoke(app, ["complete", "A number.", "--json-schema", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    parsed = json.loads(result.stdout)["parsed"]
+    assert constraints.check(JsonSchema(schema), json.dumps(parsed)) == parsed
+
+
+@requires_grammar
+def test_complete_with_a_grammar_file_and_a_regex(tmp_path: Path) -> None:
+    ebnf = 'root ::= "(" [a-z]+ ")"'
+    path = tmp_path / "g.ebnf"
+    path.write_text(ebnf)
+    result = runner.invoke(app, ["complete", "Bracket.", "--grammar", str(path)])
+    assert result.exit_code == 0, result.output
+    constraints.check(Grammar(ebnf), result.stdout.rstrip("\n"))
+    result = runner.invoke(app, ["complete", "Code.", "--regex", "[A-Z]{3}-[0-9]{2}", "--stream"])
+    assert result.exit_code == 0, result.output
+    constraints.check(Regex("[A-Z]{3}-[0-9]{2}"), result.stdout.rstrip("\n"))
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "message"),
+    [
+        (["complete", "x", "--adapter", "nope"], 1, "UnknownAdapter"),
+        (["complete", "x", "--regex", "a("], 1, "InvalidConstraint"),
+        (["complete", "x", "--regex", "a", "--choice", "a"], 2, "at most one of"),
+        (["complete", "x", "--choice", "a,a"], 2, "distinct"),
+        (["complete", "x", "--provider", "nonesuch"], 2, "unknown provider 'nonesuch'"),
+    ],
+)
+def test_errors_are_one_line_with_an_exit_status(
+    args: list[str], status: int, message: str
+) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == status
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_the_console_script_is_installed() -> None:
+    script = Path(sys.executable).parent / "hi-moe"
+    result = subprocess.run(
+        [str(script), "complete", "hello", "--choice", "hi,bye"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() in {"hi", "bye"}

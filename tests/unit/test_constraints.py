@@ -1,0 +1,228 @@
+"""The constraint engine: malformed constraints are refused, outputs are checked."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from hi_moe import Choice, Grammar, JsonSchema, Regex, constraints
+from hi_moe.errors import ConstraintViolation, InvalidConstraint
+from hi_moe.types import Constraint
+from tests.support import WITHOUT_XGRAMMAR, requires_grammar, run_python
+
+# Arrays, enums, nested objects, numeric bounds, a $ref and an optional property.
+ORDER = JsonSchema(
+    {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "minLength": 3, "maxLength": 12},
+            "quantity": {"type": "integer", "minimum": 1, "maximum": 99},
+            "discount": {"type": "number", "exclusiveMinimum": 0, "maximum": 0.5},
+            "status": {"enum": ["new", "paid", "shipped"]},
+            "lines": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 3,
+                "items": {"$ref": "#/$defs/line"},
+            },
+            "customer": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "vip": {"type": "boolean"}},
+                "required": ["name", "vip"],
+            },
+            "note": {"type": ["string", "null"]},
+        },
+        "required": ["id", "quantity", "discount", "status", "lines", "customer"],
+        "$defs": {
+            "line": {
+                "type": "object",
+                "properties": {
+                    "sku": {"type": "string"},
+                    "price": {"type": "number", "minimum": 0},
+                },
+                "required": ["sku", "price"],
+            }
+        },
+    }
+)
+GOOD_ORDER: dict[str, Any] = {
+    "id": "A-17",
+    "quantity": 3,
+    "discount": 0.25,
+    "status": "paid",
+    "lines": [{"sku": "x1", "price": 9.5}],
+    "customer": {"name": "Ada", "vip": True},
+}
+
+# A recursive grammar: arithmetic with nested parentheses.
+ARITHMETIC = Grammar(
+    """root ::= expr
+expr ::= term (("+" | "-") term)*
+term ::= factor (("*" | "/") factor)*
+factor ::= [0-9]+ | "(" expr ")"
+"""
+)
+PART_NUMBER = Regex(r"[A-Z][a-z]{2,5}-\d{3}(\.[0-9a-f]{2})?")
+
+
+def test_a_valid_json_output_is_parsed() -> None:
+    assert constraints.check(ORDER, json.dumps(GOOD_ORDER)) == GOOD_ORDER
+
+
+def test_json_is_checked_whatever_its_whitespace_and_key_order() -> None:
+    shuffled = dict(reversed(list(GOOD_ORDER.items())))
+    assert constraints.check(ORDER, json.dumps(shuffled, indent=4)) == GOOD_ORDER
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        ({"quantity": 0}, "/quantity"),
+        ({"quantity": 100}, "/quantity"),
+        ({"quantity": 2.5}, "/quantity"),
+        ({"discount": 0}, "/discount"),
+        ({"discount": 0.75}, "/discount"),
+        ({"status": "lost"}, "/status"),
+        ({"id": "ab"}, "/id"),
+        ({"lines": []}, "/lines"),
+        ({"lines": [{"sku": "x"}] * 4}, "/lines"),
+        ({"lines": [{"sku": "x", "price": -1}]}, "/lines/0/price"),
+        ({"customer": {"name": "Ada", "vip": "yes"}}, "/customer/vip"),
+        ({"customer": {"name": "Ada"}}, "/customer"),
+        ({"note": 5}, "/note"),
+    ],
+)
+def test_each_json_schema_rule_is_enforced(change: dict[str, Any], where: str) -> None:
+    text = json.dumps({**GOOD_ORDER, **change})
+    with pytest.raises(ConstraintViolation) as caught:
+        constraints.check(ORDER, text)
+    assert caught.value.text == text
+    assert f"(at {where})" in caught.value.reason
+
+
+def test_a_missing_required_property_is_a_violation() -> None:
+    without_id = {k: v for k, v in GOOD_ORDER.items() if k != "id"}
+    with pytest.raises(ConstraintViolation, match="'id' is a required property"):
+        constraints.check(ORDER, json.dumps(without_id))
+
+
+@pytest.mark.parametrize("text", ['{"id": ', "", "NaN", '{"a": Infinity}', "{'a': 1}"])
+def test_text_that_is_not_json_is_a_violation(text: str) -> None:
+    with pytest.raises(ConstraintViolation, match="not valid JSON"):
+        constraints.check(JsonSchema({}), text)
+
+
+@pytest.mark.parametrize("text", ["1+2", "(1+2)*3", "((4))", "12/(3-1)*(2+(5*6))"])
+def test_a_recursive_grammar_accepts_its_language(text: str) -> None:
+    assert constraints.check(ARITHMETIC, text) is None
+
+
+@requires_grammar
+@pytest.mark.parametrize("text", ["(1+2", "1++2", "", "1+2)", "a", "1 + 2"])
+def test_a_recursive_grammar_rejects_the_rest(text: str) -> None:
+    with pytest.raises(ConstraintViolation, match="grammar"):
+        constraints.check(ARITHMETIC, text)
+
+
+@pytest.mark.parametrize("text", ["Bolt-123", "Nutbol-007.af"])
+def test_a_regex_with_classes_and_repetition_matches(text: str) -> None:
+    assert constraints.check(PART_NUMBER, text) is None
+
+
+@pytest.mark.parametrize(
+    "text", ["bolt-123", "Bo-123", "Boltnuts-123", "Bolt-12", "Bolt-123.AF", "Bolt-123 "]
+)
+def test_a_regex_must_match_the_whole_output(text: str) -> None:
+    with pytest.raises(ConstraintViolation, match="does not match"):
+        constraints.check(PART_NUMBER, text)
+
+
+def test_a_choice_must_be_exactly_one_option() -> None:
+    assert constraints.check(Choice(["yes", "no"]), "no") is None
+    for text in ["No", "no ", "yes, no", ""]:
+        with pytest.raises(ConstraintViolation):
+            constraints.check(Choice(["yes", "no"]), text)
+
+
+def test_a_violation_at_max_tokens_is_not_retryable() -> None:
+    with pytest.raises(ConstraintViolation) as caught:
+        constraints.check(ORDER, '{"id": "A-1', finish_reason="length")
+    assert not caught.value.retryable
+
+
+@requires_grammar
+@pytest.mark.parametrize(
+    ("constraint", "message"),
+    [
+        (Grammar('root ::= "a" | '), "EBNF parser error at line 1"),
+        (Grammar("root ::= undefined_rule"), 'Rule "undefined_rule" is not defined'),
+        (Grammar('start ::= "a"'), "root"),
+        (Regex("a(b"), "parenthesis is not closed"),
+        (Regex("(?=a)b"), "Lookahead is not supported"),
+        (Regex("[z-a]"), "lower bound is larger than upper bound"),
+        (JsonSchema({"type": "foo"}), "'foo' is not valid"),
+        (JsonSchema({"type": "object", "properties": 3}), "3 is not of type 'object'"),
+        (JsonSchema({"type": "integer", "minimum": "one"}), "'one' is not of type 'number'"),
+        (JsonSchema({"$ref": "#/$defs/missing"}), "missing"),
+    ],
+)
+def test_malformed_constraints_are_refused_with_the_parsers_message(
+    constraint: Constraint, message: str
+) -> None:
+    with pytest.raises(InvalidConstraint) as caught:
+        constraints.validate(constraint)
+    assert message in str(caught.value)
+    # The parser's words, not the C++ source location XGrammar prefixes them with.
+    assert ".cc:" not in str(caught.value)
+    assert "/project/" not in str(caught.value)
+
+
+@requires_grammar
+def test_compiled_grammars_are_cached_by_content() -> None:
+    first = constraints.compile_constraint(Regex("[0-9]{4}"))
+    assert constraints.compile_constraint(Regex("[0-9]{4}")) is first
+
+
+def test_without_xgrammar_json_and_regex_are_still_checked_and_grammar_says_it_is_not() -> None:
+    out = run_python(
+        WITHOUT_XGRAMMAR
+        + """
+import json, logging
+logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stdout)
+from hi_moe import Grammar, JsonSchema, Regex, constraints
+from hi_moe.errors import ConstraintViolation, InvalidConstraint
+
+assert not constraints.grammar_engine_available()
+schema = JsonSchema({"type": "object", "properties": {"n": {"type": "integer", "maximum": 3}},
+                     "required": ["n"]})
+assert constraints.check(schema, '{"n": 2}') == {"n": 2}
+for bad in ['{"n": 4}', '{}', 'x']:
+    try:
+        constraints.check(schema, bad)
+    except ConstraintViolation:
+        print("json rejected", bad)
+try:
+    constraints.validate(Regex("a(b"))
+except InvalidConstraint as error:
+    print("regex invalid:", error.detail)
+constraints.check(Regex("[a-c]+"), "abc")
+try:
+    constraints.check(Regex("[a-c]+"), "abd")
+except ConstraintViolation:
+    print("regex rejected")
+constraints.validate(Grammar("root ::= 'whatever'"))
+constraints.check(Grammar("root ::= 'x'"), "not x")
+constraints.check(Grammar("root ::= 'x'"), "also not x")
+print("imported xgrammar:", "xgrammar" in sys.modules and sys.modules["xgrammar"] is not None)
+"""
+    )
+    assert out.count("json rejected") == 3
+    assert "regex invalid: missing ), unterminated subpattern" in out
+    assert "regex rejected" in out
+    # Said once per kind, naming what is not checked and how to get it checked.
+    assert out.count("EBNF grammars are neither validated nor checked locally") == 1
+    assert out.count("parsed and checked with Python's re") == 1
+    assert "pip install 'hi-moe[grammar]'" in out
+    assert "imported xgrammar: False" in out
