@@ -31,3 +31,13 @@ def run_python(code: str, *, timeout: float = 120) -> str:
     )
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
     return result.stdout
+
+
+def requires(module: str, extra: str) -> pytest.MarkDecorator:
+    """Skip (locally; CI forbids skips) when an optional extra is not installed."""
+    import importlib.util
+
+    return pytest.mark.skipif(
+        importlib.util.find_spec(module) is None,
+        reason=f"needs the {extra} extra ({module}): pip install 'hi-moe[{extra}]'",
+    )

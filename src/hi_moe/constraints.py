@@ -19,7 +19,6 @@ import importlib.util
 import json
 import logging
 import re
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from hi_moe.errors import ConstraintViolation, InvalidConstraint
@@ -61,7 +60,7 @@ def grammar_engine_available() -> bool:
 
 
 @functools.cache
-def _xgrammar() -> ModuleType:
+def _xgrammar() -> Any:
     import xgrammar  # 2-3 s: only on the first constraint that needs it
 
     return xgrammar

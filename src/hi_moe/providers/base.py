@@ -8,8 +8,9 @@ that breaks its constraint is raised as `ConstraintViolation`, never returned.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Self
 
@@ -22,7 +23,13 @@ from hi_moe.types import Completion, CompletionRequest, ConstraintKind
 if TYPE_CHECKING:
     from hi_moe.config import Settings
 
-__all__ = ["ALL_CONSTRAINT_KINDS", "Capabilities", "Health", "InferenceProvider"]
+__all__ = [
+    "ALL_CONSTRAINT_KINDS",
+    "Capabilities",
+    "CompletionStream",
+    "Health",
+    "InferenceProvider",
+]
 
 ALL_CONSTRAINT_KINDS: frozenset[ConstraintKind] = frozenset(
     ("json_schema", "grammar", "regex", "choice")
@@ -100,19 +107,13 @@ class InferenceProvider(ABC):
         )
         return completion.model_copy(update={"parsed": parsed})
 
-    async def stream(self, request: CompletionRequest) -> AsyncIterator[str]:
-        """Text chunks as they are generated.
+    def stream(self, request: CompletionRequest) -> CompletionStream:
+        """Text chunks as they are generated; afterwards `.completion` holds the whole result.
 
         The constraint can only be checked once the text is complete: a violation is raised
         after the last chunk, so a consumer must not act on the text before the stream ends.
         """
-        self.prepare(request)
-        parts: list[str] = []
-        async for chunk in self._stream(request):
-            parts.append(chunk)
-            yield chunk
-        if request.constraint is not None:
-            constraints.check(request.constraint, "".join(parts))
+        return CompletionStream(self, request)
 
     # -- what a backend implements ----------------------------------------------------------
 
@@ -120,10 +121,12 @@ class InferenceProvider(ABC):
     async def _complete(self, request: CompletionRequest) -> Completion:
         """Produce the completion for a request that `prepare` accepted; no checking here."""
 
-    async def _stream(self, request: CompletionRequest) -> AsyncIterator[str]:
-        """Stream text chunks. Backends without streaming answer in one chunk."""
+    async def _stream(self, request: CompletionRequest) -> AsyncIterator[str | Completion]:
+        """Yield text chunks, then optionally one `Completion` carrying the usage, finish
+        reason and model (its text is ignored). Without streaming: one chunk."""
         completion = await self._complete(request)
         yield completion.text
+        yield completion
 
     @abstractmethod
     async def adapters(self) -> list[str]:
@@ -146,3 +149,45 @@ class InferenceProvider(ABC):
         traceback: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+class CompletionStream(AsyncIterator[str]):
+    """What `InferenceProvider.stream` returns: iterate it for text chunks; once exhausted,
+    `completion` is the checked `Completion` (usage from the server's last chunk)."""
+
+    def __init__(self, provider: InferenceProvider, request: CompletionRequest) -> None:
+        self.provider = provider
+        self.request = request
+        self.completion: Completion | None = None
+        self._chunks = self._run()
+
+    def __aiter__(self) -> CompletionStream:
+        return self
+
+    async def __anext__(self) -> str:
+        return await self._chunks.__anext__()
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()
+
+    async def _run(self) -> AsyncGenerator[str, None]:
+        provider, request = self.provider, self.request
+        provider.prepare(request)
+        started = time.perf_counter()
+        parts: list[str] = []
+        final: Completion | None = None
+        async for item in provider._stream(request):
+            if isinstance(item, str):
+                parts.append(item)
+                yield item
+            else:
+                final = item
+        text = "".join(parts)
+        if final is None:
+            final = Completion(text=text, provider=provider.name, model="")
+        parsed = None
+        if request.constraint is not None:
+            parsed = constraints.check(request.constraint, text, finish_reason=final.finish_reason)
+        self.completion = final.model_copy(
+            update={"text": text, "parsed": parsed, "latency_s": time.perf_counter() - started}
+        )

@@ -154,11 +154,12 @@ class MockProvider(InferenceProvider):
             request_id=f"mock-{len(self.requests)}",
         )
 
-    async def _stream(self, request: CompletionRequest) -> AsyncIterator[str]:
+    async def _stream(self, request: CompletionRequest) -> AsyncIterator[str | Completion]:
         completion = await self._complete(request)
         for start in range(0, len(completion.text), CHARS_PER_TOKEN):
             await asyncio.sleep(0)
             yield completion.text[start : start + CHARS_PER_TOKEN]
+        yield completion
 
     async def adapters(self) -> list[str]:
         return list(self._adapters)

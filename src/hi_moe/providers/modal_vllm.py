@@ -1,0 +1,327 @@
+"""`ModalVLLMProvider`: a vLLM OpenAI-compatible server with LoRA specialists and XGrammar.
+
+Built for the server `deployment/modal/` runs, it works against any vLLM server (the
+integration tests run one on CPU). The adapter goes in `model`, constraints in vLLM's
+`structured_outputs` object; the removed `guided_*` fields are never sent, and every output is
+checked anyway, because a server that ignores a field still answers 200.
+
+A Modal app scaled to zero answers its first request only after a container starts and loads
+the model, which takes minutes: before its first request the provider waits on `/health` under
+its own startup deadline (`startup_timeout_s`), separate from the per-request timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Self
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import SecretStr
+
+from hi_moe.errors import (
+    AuthenticationError,
+    ConfigError,
+    HiMoeError,
+    ProviderError,
+    ProviderTimeout,
+    RequestRejected,
+    UnknownAdapter,
+)
+from hi_moe.providers.base import ALL_CONSTRAINT_KINDS, Capabilities, Health
+from hi_moe.providers.openai_compat import (
+    OpenAICompatibleProvider,
+    error_param,
+    translate_error,
+)
+from hi_moe.retry import RetryPolicy
+from hi_moe.types import Choice, CompletionRequest, Constraint, Grammar, JsonSchema, Regex
+
+if TYPE_CHECKING:
+    from hi_moe.config import Settings
+
+__all__ = ["ModalVLLMProvider", "normalise_endpoint", "structured_outputs"]
+
+log = logging.getLogger(__name__)
+
+Secret = str | SecretStr | None
+_HEALTH_PROBE_TIMEOUT_S = 10.0
+_POLL_INTERVAL_S = (0.5, 5.0)  # first and longest pause between readiness probes
+_PROGRESS_EVERY_S = 30.0
+
+
+def _reveal(secret: Secret) -> str | None:
+    return secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def normalise_endpoint(endpoint: str, *, allow_insecure_http: bool = False) -> str:
+    """The server's base URL without a trailing `/v1`; plain http only to loopback."""
+    url = urlsplit(endpoint.strip())
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ConfigError(
+            f"endpoint must be an http(s) URL, got {endpoint!r}", setting="HI_MOE_MODAL__ENDPOINT"
+        )
+    if url.scheme == "http" and not allow_insecure_http and not _is_loopback(url.hostname):
+        raise ConfigError(
+            f"refusing plain http:// to {url.hostname}: keys would cross the network in clear; "
+            "use https:// or set allow_insecure_http (HI_MOE_MODAL__ALLOW_INSECURE_HTTP)",
+            setting="HI_MOE_MODAL__ALLOW_INSECURE_HTTP",
+        )
+    path = url.path.rstrip("/")
+    path = path.removesuffix("/v1")
+    return urlunsplit((url.scheme, url.netloc, path, "", ""))
+
+
+def structured_outputs(constraint: Constraint) -> dict[str, Any]:
+    """vLLM's `structured_outputs` object for a constraint: exactly one key."""
+    match constraint:
+        case JsonSchema(schema=schema):
+            return {"json": schema}
+        case Grammar(ebnf=ebnf):
+            return {"grammar": ebnf}
+        case Regex(pattern=pattern):
+            return {"regex": pattern}
+        case Choice(options=options):
+            return {"choice": list(options)}
+    raise TypeError(f"not a constraint: {constraint!r}")
+
+
+class ModalVLLMProvider(OpenAICompatibleProvider):
+    """A vLLM server: base model plus LoRA adapters, every constraint kind enforced."""
+
+    name = "modal"
+    capabilities = Capabilities(
+        constraint_kinds=ALL_CONSTRAINT_KINDS, adapters=True, runtime_adapters=True, streaming=True
+    )
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        api_key: Secret = None,
+        proxy_key: Secret = None,
+        proxy_secret: Secret = None,
+        base_model: str | None = None,
+        http_client: Any | None = None,
+        request_timeout_s: float = 120.0,
+        startup_timeout_s: float = 900.0,
+        retry: RetryPolicy | None = None,
+        adapters_ttl_s: float = 30.0,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        """
+        Args:
+            endpoint: the server's URL (with or without /v1).
+            api_key: vLLM's `--api-key`, sent as `Authorization: Bearer`.
+            proxy_key, proxy_secret: a Modal proxy-auth token, sent as `Modal-Key` and
+                `Modal-Secret` (the app is deployed with `requires_proxy_auth=True`).
+            base_model: the base model's served name; read from /v1/models when omitted.
+            startup_timeout_s: how long to wait for a cold server's /health before giving up.
+            adapters_ttl_s: how long the adapter list from /v1/models is trusted.
+        """
+        self.endpoint = normalise_endpoint(endpoint, allow_insecure_http=allow_insecure_http)
+        key, secret = _reveal(proxy_key), _reveal(proxy_secret)
+        if bool(key) != bool(secret):
+            raise ConfigError(
+                "Modal proxy auth needs both proxy_key and proxy_secret",
+                setting="HI_MOE_MODAL__PROXY_SECRET" if key else "HI_MOE_MODAL__PROXY_KEY",
+            )
+        headers = {"Modal-Key": key, "Modal-Secret": secret} if key and secret else {}
+        super().__init__(
+            base_url=f"{self.endpoint}/v1",
+            api_key=_reveal(api_key),
+            headers=headers,
+            http_client=http_client,
+            request_timeout_s=request_timeout_s,
+            retry=retry,
+        )
+        self._has_api_key = bool(_reveal(api_key))
+        self._proxy_auth = bool(headers)
+        self.base_model = base_model
+        self.startup_timeout_s = startup_timeout_s
+        self.adapters_ttl_s = adapters_ttl_s
+        self._ready = False
+        self._ready_lock = asyncio.Lock()
+        self._models_cache: tuple[float, dict[str, str | None]] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        modal = settings.modal
+        return cls(
+            settings.require("modal", "endpoint"),
+            api_key=modal.api_key,
+            proxy_key=modal.proxy_key,
+            proxy_secret=modal.proxy_secret,
+            base_model=modal.base_model,
+            request_timeout_s=modal.request_timeout_s,
+            startup_timeout_s=modal.startup_timeout_s,
+            retry=RetryPolicy(max_attempts=modal.max_attempts, deadline_s=modal.retry_deadline_s),
+            allow_insecure_http=modal.allow_insecure_http,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ModalVLLMProvider(endpoint={self.endpoint!r}, "
+            f"api_key={'***' if self._has_api_key else None}, proxy_auth={self._proxy_auth})"
+        )
+
+    # -- readiness (cold starts) --------------------------------------------------------------
+
+    async def _before_request(self) -> None:
+        if not self._ready:
+            await self.wait_until_ready()
+
+    async def wait_until_ready(self, timeout_s: float | None = None) -> None:
+        """Wait for /health to answer 200, up to the startup deadline. Called before the first
+        request; call it yourself to warm a cold app up ahead of time."""
+        async with self._ready_lock:
+            if self._ready:
+                return
+            budget = self.startup_timeout_s if timeout_s is None else timeout_s
+            started = time.monotonic()
+            deadline = started + budget
+            pause, last_report = _POLL_INTERVAL_S[0], None
+            while True:
+                left = deadline - time.monotonic()
+                health = await self._probe(timeout_s=max(min(60.0, left), 0.1))
+                now = time.monotonic()
+                if health.ok:
+                    self._ready = True
+                    if last_report is not None:
+                        log.info("%s is ready after %.0f s", self.endpoint, now - started)
+                    return
+                if last_report is None:
+                    log.info(
+                        "waiting up to %.0f s for %s to start (%s): a scaled-to-zero Modal app "
+                        "starts a container and loads its model first",
+                        budget, self.endpoint, health.detail,
+                    )  # fmt: skip
+                    last_report = now
+                elif now - last_report >= _PROGRESS_EVERY_S:
+                    log.info("still waiting for %s after %.0f s", self.endpoint, now - started)
+                    last_report = now
+                if now + pause >= deadline:
+                    raise ProviderTimeout(
+                        f"{self.endpoint} was not ready within the startup deadline of "
+                        f"{budget:.0f} s (last: {health.status}, {health.detail})",
+                        provider=self.name,
+                    )
+                await asyncio.sleep(pause)
+                pause = min(pause * 1.5, _POLL_INTERVAL_S[1])
+
+    async def _probe(self, *, timeout_s: float) -> Health:
+        started = time.perf_counter()
+        try:
+            await self._raw("GET", f"{self.endpoint}/health", timeout_s=timeout_s, cast_to=str)
+        except AuthenticationError:
+            raise  # waiting will not fix a wrong key
+        except ProviderTimeout:
+            return Health(provider=self.name, status="starting", detail="no answer yet")
+        except ProviderError as error:
+            status = "starting" if error.status_code in (502, 503, 504) else "down"
+            return Health(provider=self.name, status=status, detail=error.message)
+        return Health(provider=self.name, status="ok", latency_s=time.perf_counter() - started)
+
+    async def health(self) -> Health:
+        try:
+            return await self._probe(timeout_s=_HEALTH_PROBE_TIMEOUT_S)
+        except AuthenticationError as error:
+            return Health(provider=self.name, status="down", detail=error.message)
+
+    # -- models and adapters ------------------------------------------------------------------
+
+    async def _models(self, *, fresh: bool = False) -> dict[str, str | None]:
+        """Served model ids → their parent (None for the base model), cached briefly."""
+        cached = self._models_cache
+        if not fresh and cached is not None and time.monotonic() - cached[0] < self.adapters_ttl_s:
+            return cached[1]
+        await self._before_request()
+        body = await self.retry.call(
+            lambda left: self._raw("GET", "/models", timeout_s=min(left, self.request_timeout_s)),
+            what=f"{self.name} list models",
+        )
+        try:
+            models = {entry["id"]: entry.get("parent") for entry in body["data"]}
+        except (KeyError, TypeError) as error:
+            raise translate_error(error, provider=self.name) from error
+        self._models_cache = (time.monotonic(), models)
+        return models
+
+    async def adapters(self) -> list[str]:
+        return [name for name, parent in (await self._models()).items() if parent is not None]
+
+    async def _base(self) -> str:
+        if self.base_model is None:
+            roots = [name for name, parent in (await self._models()).items() if parent is None]
+            if not roots:
+                raise RequestRejected("the server lists no base model", provider=self.name)
+            self.base_model = roots[0]
+        return self.base_model
+
+    async def _model_for(self, request: CompletionRequest) -> str:
+        if request.adapter is None:
+            return await self._base()
+        for fresh in (False, True):  # a cache miss may be an adapter loaded since
+            models = await self._models(fresh=fresh)
+            if models.get(request.adapter, None) is not None:
+                return request.adapter
+        raise UnknownAdapter(request.adapter, await self.adapters(), provider=self.name)
+
+    def _constraint_params(self, constraint: Constraint) -> dict[str, Any]:
+        return {"extra_body": {"structured_outputs": structured_outputs(constraint)}}
+
+    async def _translate(self, error: Exception, request: CompletionRequest) -> HiMoeError:
+        import openai
+
+        if (
+            isinstance(error, openai.NotFoundError)
+            and error_param(error) == "model"
+            and request.adapter is not None
+        ):
+            # Unloaded between our check and the request: name what is there now.
+            self._models_cache = None
+            return UnknownAdapter(request.adapter, await self.adapters(), provider=self.name)
+        return await super()._translate(error, request)
+
+    async def load_adapter(self, name: str, path: str, *, replace: bool = False) -> None:
+        """Load a LoRA adapter from a path on the server (vLLM runtime loading; the server
+        needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True). `replace` reloads an existing name."""
+        await self._before_request()
+        await self._adapter_call(
+            "/load_lora_adapter", {"lora_name": name, "lora_path": path, "load_inplace": replace}
+        )
+
+    async def unload_adapter(self, name: str) -> None:
+        await self._before_request()
+        try:
+            await self._adapter_call("/unload_lora_adapter", {"lora_name": name})
+        except RequestRejected as error:
+            if error.status_code == 404:
+                raise UnknownAdapter(name, await self.adapters(), provider=self.name) from error
+            raise
+
+    async def _adapter_call(self, path: str, body: dict[str, Any]) -> None:
+        try:
+            await self._raw("POST", path, body=body, timeout_s=self.request_timeout_s)
+        except RequestRejected as error:
+            if error.status_code == 404 and error.message == "Not Found":
+                raise RequestRejected(
+                    f"{self.endpoint} does not allow runtime adapter loading: start vLLM with "
+                    "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True",
+                    provider=self.name,
+                    status_code=404,
+                ) from error
+            raise
+        finally:
+            self._models_cache = None

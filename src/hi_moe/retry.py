@@ -1,0 +1,94 @@
+"""The one retry layer: tenacity around a provider call, nothing stacked underneath.
+
+The openai SDK is built with `max_retries=0`, so a request is retried here and only here:
+exponential backoff with full jitter, a server's `Retry-After` honoured, bounded both by a number
+of attempts and by a total deadline that no attempt or wait may cross. Only errors that say
+`retryable` are retried: 5xx, 408, 429, timeouts, resets and malformed bodies, never other 4xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_random_exponential,
+)
+
+from hi_moe.errors import ProviderError, ProviderTimeout
+
+__all__ = ["RetryPolicy"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _retryable(error: BaseException) -> bool:
+    return isinstance(error, ProviderError) and error.retryable
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry a failed provider call."""
+
+    max_attempts: int = 4
+    """Attempts in all, the first included."""
+    deadline_s: float = 300.0
+    """No attempt starts, and no wait ends, later than this after the first attempt began."""
+    backoff_s: float = 0.5
+    """Scale of the exponential backoff; each wait is drawn uniformly below its bound."""
+    max_backoff_s: float = 30.0
+    sleep: Callable[[float], Awaitable[None]] = field(
+        default=asyncio.sleep, repr=False, compare=False
+    )
+
+    def _wait(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome is not None else None
+        hint = getattr(error, "retry_after", None)
+        if isinstance(hint, int | float) and hint >= 0:
+            return float(hint)  # the server knows best when it will have room
+        backoff = wait_random_exponential(multiplier=self.backoff_s, max=self.max_backoff_s)
+        return float(backoff(state))
+
+    async def call(self, attempt: Callable[[float], Awaitable[T]], *, what: str = "request") -> T:
+        """Run `attempt(seconds_left)` until it succeeds, fails for good, or time runs out.
+
+        `seconds_left` is what remains of the deadline: an attempt must not wait longer.
+        The last error is raised as it was (no wrapper), so callers see the typed error.
+        """
+        started = time.monotonic()
+
+        def before_sleep(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome is not None else None
+            wait = state.next_action.sleep if state.next_action is not None else 0.0
+            log.warning(
+                "%s failed (attempt %d of %d): %s; retrying in %.2f s",
+                what, state.attempt_number, self.max_attempts, error, wait,
+            )  # fmt: skip
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_attempts) | stop_before_delay(self.deadline_s),
+            wait=self._wait,
+            retry=retry_if_exception(_retryable),
+            before_sleep=before_sleep,
+            sleep=self.sleep,
+            reraise=True,
+        )
+        async for state in retrying:
+            with state:
+                left = self.deadline_s - (time.monotonic() - started)
+                if left <= 0:
+                    raise ProviderTimeout(
+                        f"{what}: retry deadline of {self.deadline_s} s spent", retryable=False
+                    )
+                return await attempt(left)
+        raise AssertionError("tenacity returned without a result or an error")  # unreachable
