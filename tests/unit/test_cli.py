@@ -110,3 +110,34 @@ def test_the_console_script_is_installed() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() in {"hi", "bye"}
+
+
+def test_health_reports_the_configured_provider() -> None:
+    result = runner.invoke(app, ["health"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("mock: ok")
+    result = runner.invoke(app, ["health", "--json"])
+    assert json.loads(result.stdout)["status"] == "ok"
+
+
+def test_health_exits_1_when_the_provider_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HI_MOE_PROVIDER", "modal")
+    monkeypatch.setenv("HI_MOE_MODAL__ENDPOINT", "http://127.0.0.1:9")  # discard port: closed
+    result = runner.invoke(app, ["health"])
+    assert result.exit_code == 1
+    assert result.stdout.startswith("modal: down")
+
+
+def test_adapters_lists_what_the_provider_serves() -> None:
+    result = runner.invoke(app, ["adapters", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == ["python-lora"]
+
+
+def test_serve_local_needs_a_model_directory(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["serve-local"])
+    assert result.exit_code == 2
+    assert "MODEL_DIR" in result.output
+    result = runner.invoke(app, ["serve-local", str(tmp_path / "missing")], env={"COLUMNS": "300"})
+    assert result.exit_code == 2
+    assert "is not a directory" in result.output
