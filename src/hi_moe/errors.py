@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from hi_moe.types import Constraint
+    from hi_moe.types import Constraint, Usage
 
 __all__ = [
     "AuthenticationError",
@@ -116,6 +116,8 @@ class ConstraintViolation(ConstraintError):
         self.reason = reason
         self.finish_reason = finish_reason
         self.retryable = not truncated
+        self.usage: Usage | None = None
+        """Tokens the rejected completion cost, when a provider reports them."""
 
 
 class UnknownAdapter(HiMoeError):

@@ -288,7 +288,8 @@ def _within(schema: dict[str, Any], value: float) -> bool:
 # -- XGrammar sampler -------------------------------------------------------------------------
 
 _PRINTABLE = frozenset(range(0x20, 0x7F))
-_CLOSERS = frozenset(b"\"')]}")
+# Bytes that tend to end what is open: brackets and quotes, and lines and code fences.
+_CLOSERS = frozenset(b"\"')]}\n`")
 _ATTEMPTS = 8
 
 

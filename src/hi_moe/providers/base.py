@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field
 
 from hi_moe import constraints
-from hi_moe.errors import UnknownAdapter, UnsupportedConstraint
+from hi_moe.errors import ConstraintViolation, UnknownAdapter, UnsupportedConstraint
 from hi_moe.types import Completion, CompletionRequest, ConstraintKind
 
 if TYPE_CHECKING:
@@ -102,9 +102,13 @@ class InferenceProvider(ABC):
         completion = await self._complete(request)
         if request.constraint is None:
             return completion
-        parsed = constraints.check(
-            request.constraint, completion.text, finish_reason=completion.finish_reason
-        )
+        try:
+            parsed = constraints.check(
+                request.constraint, completion.text, finish_reason=completion.finish_reason
+            )
+        except ConstraintViolation as violation:
+            violation.usage = completion.usage  # the tokens were spent all the same
+            raise
         return completion.model_copy(update={"parsed": parsed})
 
     def stream(self, request: CompletionRequest) -> CompletionStream:

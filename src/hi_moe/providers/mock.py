@@ -40,7 +40,7 @@ __all__ = ["MockProvider", "Reply", "ReplyFunction", "ScriptExhausted"]
 Reply: TypeAlias = str | Completion | BaseException
 """Text to answer with (checked and truncated like a server's), a full `Completion`, or an
 exception to raise."""
-ReplyFunction: TypeAlias = Callable[[CompletionRequest], Reply | Awaitable[Reply]]
+ReplyFunction: TypeAlias = Callable[[CompletionRequest], Reply | Awaitable[Reply | None] | None]
 Latency: TypeAlias = float | Callable[[CompletionRequest], float]
 
 # The mock counts a token as four characters, about what BPE tokenizers average on English.
@@ -86,7 +86,8 @@ class MockProvider(InferenceProvider):
         """
         Args:
             replies: answers consumed one per request; running out raises `ScriptExhausted`.
-            respond: a function (sync or async) of the request returning the answer.
+            respond: a function (sync or async) of the request returning the answer, or None
+                to let the mock sample one as it would without a function.
             seed: with neither of the above, outputs are sampled deterministically from
                 (seed, request): the same request always gets the same answer.
             adapters: the LoRA adapters this mock serves; others raise `UnknownAdapter`.
@@ -190,7 +191,9 @@ class MockProvider(InferenceProvider):
     async def _reply(self, request: CompletionRequest) -> Reply:
         if self._respond is not None:
             reply = self._respond(request)
-            return await reply if inspect.isawaitable(reply) else reply
+            reply = await reply if inspect.isawaitable(reply) else reply
+            if reply is not None:
+                return reply  # None: the function passes; sample as if there were none
         if self._script is not None:
             if not self._script:
                 raise ScriptExhausted(

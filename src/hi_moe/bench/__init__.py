@@ -1,0 +1,1 @@
+"""Benchmarks users run against their own provider: `hi-moe bench ...`."""

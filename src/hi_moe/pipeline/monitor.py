@@ -1,0 +1,477 @@
+"""The Progress Monitor: owns a run from task to answer.
+
+It plans (Architect), assigns each step (Dispatcher), executes the DAG (Fleet) and checks what
+comes back: a code step with tests runs in the sandbox, a JSON step is schema-checked by the
+provider. A failed check is retried with the failure as feedback; a final step that fails for
+good is re-planned; both within a `Budget` of tokens, wall time and attempts. Every finished
+step is journaled, so `resume(run_id)` continues a killed run without asking again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from hi_moe.errors import (
+    ConstraintViolation,
+    HiMoeError,
+    ProviderError,
+    UnknownAdapter,
+)
+from hi_moe.pipeline.architect import Architect, PlanOutcome
+from hi_moe.pipeline.dispatcher import Assignment, Dispatcher, extract_output
+from hi_moe.pipeline.events import Event, EventKind, EventSink
+from hi_moe.pipeline.fleet import Fleet, StopRun
+from hi_moe.pipeline.journal import Journal
+from hi_moe.pipeline.plan import Plan, Step, Task
+from hi_moe.pipeline.result import RunResult, StepResult
+from hi_moe.pipeline.settings import PipelineSettings
+from hi_moe.providers.base import InferenceProvider
+from hi_moe.types import CompletionRequest, Message, Usage
+
+__all__ = ["ProgressMonitor"]
+
+log = logging.getLogger(__name__)
+
+OUTPUT_INSTRUCTIONS = {
+    "code": "Answer with Python code only, in one ```python block.",
+    "code_json": 'Answer with a JSON object {"code": "<the Python code>"}.',
+    "json": 'Answer with a JSON object {"answer": "<your answer>"}.',
+    "text": "Answer concisely.",
+}
+
+
+@dataclass
+class _Run:
+    run_id: str
+    task: Task
+    version: int = 0
+    plan: Plan | None = None
+    usage: Usage = field(default_factory=Usage)
+    started: float = field(default_factory=time.monotonic)
+    notes: list[str] = field(default_factory=list)
+
+
+class ProgressMonitor:
+    """Runs tasks on one provider, or on several by routing (see `PipelineSettings.routes`)."""
+
+    def __init__(
+        self,
+        providers: InferenceProvider | Mapping[str, InferenceProvider],
+        settings: PipelineSettings | None = None,
+        *,
+        primary: str | None = None,
+        journal: Journal | None = None,
+        on_event: EventSink | Sequence[EventSink] = (),
+    ) -> None:
+        if isinstance(providers, InferenceProvider):
+            providers = {providers.name: providers}
+            primary = primary or next(iter(providers))
+        if not providers:
+            raise ValueError("a ProgressMonitor needs at least one provider")
+        self.providers = dict(providers)
+        self.primary = primary or next(iter(self.providers))
+        self.settings = settings or PipelineSettings()
+        self.journal = journal
+        self.sinks: list[EventSink] = [on_event] if callable(on_event) else list(on_event)
+        s = self.settings
+        self.architect = Architect(
+            domains=s.domains,
+            max_steps=s.max_steps,
+            max_repairs=s.max_plan_repairs,
+            max_goal_chars=s.max_goal_chars,
+            max_tokens=s.plan_max_tokens,
+            temperature=s.temperature,
+        )
+        self.dispatcher = Dispatcher(
+            self.providers,
+            primary=self.primary,
+            routes=s.routes,
+            fallbacks=s.fallbacks,
+            adapters=s.adapters,
+            prompts=s.prompts,
+            max_tokens=s.step_max_tokens,
+            code_max_lines=s.code_max_lines,
+            code_line_chars=s.code_line_chars,
+            json_max_chars=s.json_max_chars,
+        )
+        self.fleet = Fleet(max_parallel=s.max_parallel, step_timeout_s=s.step_timeout_s)
+
+    # -- events -------------------------------------------------------------------------------
+
+    def _emit(
+        self,
+        kind: EventKind,
+        run: _Run,
+        step_id: str | None = None,
+        detail: str = "",
+        **data: object,
+    ) -> None:
+        event = Event(kind=kind, run_id=run.run_id, step_id=step_id, detail=detail, data=data)
+        for sink in self.sinks:
+            try:
+                sink(event)
+            except Exception:  # a broken display must not break the run
+                log.exception("event sink %r failed", sink)
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    async def run(self, task: Task | str, *, run_id: str | None = None) -> RunResult:
+        """Plan and execute `task`; the result says whether it succeeded and why not."""
+        task = Task(prompt=task) if isinstance(task, str) else task
+        run = _Run(run_id=run_id or _new_run_id(), task=task)
+        if self.journal is not None:
+            self.journal.start_run(run.run_id, task)
+        self._emit("run_started", run, detail=task.prompt[:200])
+        return await self._drive(run, done={})
+
+    async def resume(self, run_id: str) -> RunResult:
+        """Continue a journaled run: finished steps are taken from the journal, not asked again.
+        A run that already finished returns its journaled result."""
+        if self.journal is None:
+            raise ValueError("resume needs a journal")
+        record = self.journal.load_run(run_id)
+        if record is None:
+            raise KeyError(f"no run {run_id!r} in {self.journal.path}")
+        run = _Run(run_id=run_id, task=record.task, version=record.plan_version, plan=record.plan)
+        done = self.journal.finished_steps(run_id, record.plan_version) if record.plan else {}
+        if record.status != "running" and record.plan is not None:
+            return self._result(run, record.plan, done, reason="", resumed=done)
+        self._emit("run_started", run, detail=f"resuming with {len(done)} finished steps")
+        for step_id in done:
+            self._emit("step_resumed", run, step_id)
+        return await self._drive(run, done=done)
+
+    async def _drive(self, run: _Run, done: dict[str, StepResult]) -> RunResult:
+        resumed = dict(done)
+        try:
+            await self.dispatcher.survey()
+            if run.plan is None:
+                await self._plan(run, feedback=None)
+            assert run.plan is not None
+            for replan in range(self.settings.budget.max_replans + 1):
+                results = await self.fleet.run(
+                    run.plan,
+                    lambda step, inputs: self._run_step(run, step, inputs),
+                    done=done,
+                    on_skip=lambda r: self._emit("step_skipped", run, r.step_id, r.error or ""),
+                )
+                final = results.get(run.plan.final_step().id)
+                if final is not None and final.ok:
+                    return self._finish(run, results, resumed)
+                reason = (final.error if final else None) or "the final step did not finish"
+                if replan == self.settings.budget.max_replans:
+                    return self._finish(run, results, resumed, reason=reason)
+                if (spent := self._budget_left(run)) is not None:
+                    return self._finish(run, results, resumed, reason=spent)
+                self._emit("replanned", run, detail=reason)
+                await self._plan(run, feedback=f"step {final.step_id if final else '?'}: {reason}")
+                done = {}
+            raise AssertionError("unreachable")  # the loop returns on its last pass
+        except HiMoeError as error:
+            reason = f"{type(error).__name__}: {error}"
+            return self._finish(run, {}, resumed, reason=reason)
+
+    async def _plan(self, run: _Run, feedback: str | None) -> None:
+        """Plan on the primary provider, then on each fallback while providers are down."""
+        names = list(dict.fromkeys([self.primary, *self.settings.fallbacks]))
+        outcome: PlanOutcome | None = None
+        for index, name in enumerate(names):
+            try:
+                outcome = await self.architect.plan(
+                    self.providers[name], run.task, feedback=feedback
+                )
+                break
+            except ProviderError as error:
+                if not error.retryable or index == len(names) - 1:
+                    raise
+                self._emit("fell_back", run, detail=f"planning on {names[index + 1]}: {error}")
+        assert outcome is not None
+        run.usage = run.usage + outcome.usage
+        for made in outcome.requests:
+            self._emit(
+                "request",
+                run,
+                None,
+                provider=name,
+                adapter=None,
+                domain="plan",
+                latency_s=None if made.latency_s is None else round(made.latency_s, 4),
+                prompt_tokens=made.usage.prompt_tokens,
+                completion_tokens=made.usage.completion_tokens,
+                error=made.error,
+            )
+        run.plan = outcome.plan
+        run.version += 1
+        if outcome.fell_back:
+            note = "the model gave no usable plan; fell back to one step: " + "; ".join(
+                outcome.problems[-3:]
+            )
+            run.notes.append(note)
+            self._emit("plan_fell_back", run, detail=note)
+        elif outcome.problems:
+            self._emit("plan_rejected", run, detail="; ".join(outcome.problems))
+        if self.journal is not None:
+            self.journal.save_plan(run.run_id, outcome.plan, run.version)
+        self._emit(
+            "planned",
+            run,
+            detail=f"{len(outcome.plan.steps)} steps",
+            plan=json.loads(outcome.plan.model_dump_json()),
+            attempts=outcome.attempts,
+            tokens=outcome.usage.total_tokens,
+        )
+
+    def _budget_left(self, run: _Run) -> str | None:
+        """Why the run must stop now, or None while budget remains."""
+        budget = self.settings.budget
+        if run.usage.total_tokens >= budget.max_tokens:
+            return f"token budget spent ({run.usage.total_tokens} of {budget.max_tokens})"
+        elapsed = time.monotonic() - run.started
+        if elapsed >= budget.max_wall_s:
+            return f"time budget spent ({elapsed:.0f} s of {budget.max_wall_s:.0f} s)"
+        return None
+
+    # -- steps --------------------------------------------------------------------------------
+
+    async def _run_step(
+        self, run: _Run, step: Step, inputs: Mapping[str, StepResult]
+    ) -> StepResult:
+        assert run.plan is not None
+        is_final = step.id == run.plan.final_step().id
+        avoid: list[str] = []
+        notes: list[str] = []
+        feedback: list[Message] = []
+        usage = Usage()
+        failure = "not attempted"
+        attempts = 0
+        started = time.perf_counter()
+        while attempts < self.settings.budget.step_attempts:
+            if (spent := self._budget_left(run)) is not None:
+                raise StopRun(spent)
+            assignment = self.dispatcher.assign(step, avoid=avoid)
+            for note in assignment.notes:
+                if note not in notes:
+                    notes.append(note)
+                    self._emit("fell_back", run, step.id, note)
+            attempts += 1
+            self._emit(
+                "step_started" if attempts == 1 else "step_retried",
+                run,
+                step.id,
+                failure if attempts > 1 else step.goal[:200],
+                attempt=attempts,
+                provider=assignment.provider,
+                adapter=assignment.adapter,
+            )
+            request = self._request(run.task, step, assignment, inputs, feedback, is_final)
+            provider = self.providers[assignment.provider]
+            text = ""
+            try:
+                completion = await provider.complete(request)
+            except ConstraintViolation as error:
+                cost = error.usage or Usage()
+                usage, run.usage = usage + cost, run.usage + cost
+                failure, text = f"the output broke its format: {error.reason}", error.text
+                self._request_event(run, step, assignment, cost, error=type(error).__name__)
+            except UnknownAdapter as error:
+                self.dispatcher.forget_adapters(assignment.provider)
+                await self.dispatcher.survey()
+                failure = str(error)
+                continue
+            except ProviderError as error:
+                if not error.retryable:
+                    failure = f"{type(error).__name__}: {error}"
+                    break
+                avoid.append(assignment.provider)
+                failure = f"{assignment.provider} unavailable: {error}"
+                if not [c for c in self.dispatcher.candidates(step) if c not in avoid]:
+                    break
+                continue
+            except HiMoeError as error:  # a bad constraint or setting: retrying cannot help
+                failure = f"{type(error).__name__}: {error}"
+                break
+            else:
+                cost = completion.usage
+                usage, run.usage = usage + cost, run.usage + cost
+                self._request_event(run, step, assignment, cost, latency_s=completion.latency_s)
+                output = extract_output(step.output, completion.text, completion.parsed)
+                problem = await self._check(run.task, step, output, is_final)
+                if problem is None:
+                    result = StepResult(
+                        step_id=step.id,
+                        status="done",
+                        output=output,
+                        parsed=completion.parsed,
+                        provider=assignment.provider,
+                        adapter=assignment.adapter,
+                        model=completion.model,
+                        attempts=attempts,
+                        usage=usage,
+                        latency_s=time.perf_counter() - started,
+                        notes=tuple(notes),
+                    )
+                    if self.journal is not None:
+                        self.journal.finish_step(run.run_id, run.version, result)
+                    self._emit(
+                        "step_finished",
+                        run,
+                        step.id,
+                        attempts=attempts,
+                        provider=assignment.provider,
+                        adapter=assignment.adapter,
+                        tokens=usage.total_tokens,
+                    )
+                    return result
+                failure, text = problem, completion.text
+            feedback = [
+                Message.assistant(text),
+                Message.user(f"That did not work: {failure}\nFix it and answer again."),
+            ]
+        self._emit("step_failed", run, step.id, failure, attempts=attempts)
+        return StepResult(
+            step_id=step.id,
+            status="failed",
+            attempts=attempts,
+            usage=usage,
+            latency_s=time.perf_counter() - started,
+            notes=tuple(notes),
+            error=failure,
+        )
+
+    def _request_event(
+        self,
+        run: _Run,
+        step: Step,
+        assignment: Assignment,
+        usage: Usage,
+        *,
+        latency_s: float | None = None,
+        error: str | None = None,
+    ) -> None:
+        self._emit(
+            "request",
+            run,
+            step.id,
+            provider=assignment.provider,
+            adapter=assignment.adapter,
+            domain=step.domain,
+            latency_s=None if latency_s is None else round(latency_s, 4),
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            error=error,
+        )
+
+    def _request(
+        self,
+        task: Task,
+        step: Step,
+        assignment: Assignment,
+        inputs: Mapping[str, StepResult],
+        feedback: list[Message],
+        is_final: bool,
+    ) -> CompletionRequest:
+        # Shared text first (system prompt, then the task), so steps share the longest prefix
+        # and vLLM's prefix cache serves it once.
+        parts = [f"Overall task:\n{task.prompt}"]
+        for dep_id, result in inputs.items():
+            parts.append(f"Result of step {dep_id}:\n{result.output}")
+        parts.append(f"Your step ({step.id}): {step.goal}")
+        if is_final and task.tests:
+            entry = f" `{task.entry_point}`" if task.entry_point else ""
+            parts.append(f"Write the complete implementation{entry}; it must pass:\n{task.tests}")
+        kind: str = step.output
+        if kind == "code" and assignment.constraint is not None:
+            kind = "code" if assignment.constraint.kind == "grammar" else "code_json"
+        parts.append(OUTPUT_INSTRUCTIONS[kind])
+        return CompletionRequest(
+            messages=[
+                Message.system(assignment.system_prompt),
+                Message.user("\n\n".join(parts)),
+                *feedback,
+            ],
+            adapter=assignment.adapter,
+            constraint=assignment.constraint,
+            max_tokens=assignment.max_tokens,
+            temperature=self.settings.temperature,
+        )
+
+    async def _check(self, task: Task, step: Step, output: str, is_final: bool) -> str | None:
+        """Why the output fails, or None. The provider has already checked its constraint."""
+        if step.output == "code" and is_final and task.tests:
+            from hi_moe.sandbox import run_python_async
+
+            program = f"{output}\n\n{task.tests}\n"
+            if task.entry_point:
+                program += f"\ncheck({task.entry_point})\n"
+            outcome = await run_python_async(
+                program,
+                timeout_s=self.settings.sandbox_timeout_s,
+                memory_mb=self.settings.sandbox_memory_mb,
+            )
+            return None if outcome.passed else f"the tests failed: {outcome.summary}"
+        if step.output == "json":
+            try:
+                json.loads(output)
+            except ValueError as error:
+                return f"the answer is not JSON: {error}"
+        return None
+
+    # -- results ------------------------------------------------------------------------------
+
+    def _finish(
+        self,
+        run: _Run,
+        results: dict[str, StepResult],
+        resumed: Mapping[str, StepResult],
+        *,
+        reason: str = "",
+    ) -> RunResult:
+        result = self._result(run, run.plan, results, reason=reason, resumed=resumed)
+        if self.journal is not None:
+            self.journal.finish_run(run.run_id, result.status, result.answer, result.summary())
+        self._emit(
+            "run_finished",
+            run,
+            detail=reason,
+            status=result.status,
+            tokens=result.usage.total_tokens,
+            wall_s=round(result.wall_s, 3),
+        )
+        return result
+
+    def _result(
+        self,
+        run: _Run,
+        plan: Plan | None,
+        results: Mapping[str, StepResult],
+        *,
+        reason: str,
+        resumed: Mapping[str, StepResult],
+    ) -> RunResult:
+        final = results.get(plan.final_step().id) if plan is not None else None
+        ok = final is not None and final.ok and not reason
+        usage = run.usage
+        for step_id, earlier in resumed.items():
+            if step_id in results:
+                usage = usage + earlier.usage  # spent before the kill, counted once
+        return RunResult(
+            run_id=run.run_id,
+            status="succeeded" if ok else "failed",
+            answer=final.output if ok and final is not None else None,
+            plan=plan,
+            steps=dict(results),
+            usage=usage,
+            wall_s=time.monotonic() - run.started,
+            reason=reason,
+            notes=tuple(run.notes),
+            resumed_steps=tuple(sorted(resumed)),
+        )
+
+
+def _new_run_id() -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"

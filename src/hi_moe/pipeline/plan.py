@@ -1,0 +1,157 @@
+"""Tasks and plans: what a run is asked to do, and the DAG of steps the Architect makes of it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["OutputKind", "Plan", "Step", "Task", "plan_problems", "plan_schema"]
+
+OutputKind: TypeAlias = Literal["code", "text", "json"]
+
+
+class Task(BaseModel):
+    """What a run is asked to do. With `tests`, the final step must produce Python code that
+    passes them (run in the sandbox, calling `check(entry_point)` when `entry_point` is set)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prompt: Annotated[str, Field(min_length=1)]
+    tests: str | None = None
+    entry_point: str | None = None
+    id: str | None = None
+
+
+class Step(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: Annotated[str, Field(min_length=1, max_length=32)]
+    goal: Annotated[str, Field(min_length=1)]
+    domain: str
+    depends_on: tuple[str, ...] = ()
+    output: OutputKind = "text"
+
+
+class Plan(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    steps: Annotated[tuple[Step, ...], Field(min_length=1)]
+
+    def step(self, step_id: str) -> Step:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+    def order(self) -> list[Step]:
+        """Steps in an order that respects dependencies (plan order among equals). The plan
+        must be valid (see `plan_problems`)."""
+        done: set[str] = set()
+        ordered: list[Step] = []
+        pending = list(self.steps)
+        while pending:
+            ready = [s for s in pending if set(s.depends_on) <= done]
+            if not ready:
+                raise ValueError("the plan has a cycle")
+            for step in ready:
+                ordered.append(step)
+                done.add(step.id)
+            pending = [s for s in pending if s.id not in done]
+        return ordered
+
+    def final_step(self) -> Step:
+        """The step whose output answers the task: the last one in dependency order."""
+        return self.order()[-1]
+
+    def dependents(self, step_id: str) -> set[str]:
+        """Every step that needs `step_id`, directly or not."""
+        found: set[str] = set()
+        frontier = {step_id}
+        while frontier:
+            frontier = {
+                s.id for s in self.steps if s.id not in found and frontier & set(s.depends_on)
+            }
+            found |= frontier
+        return found
+
+    def critical_path(self, cost: dict[str, float]) -> float:
+        """The longest chain of `cost` through the DAG: the least time any schedule needs."""
+        finish: dict[str, float] = {}
+        for step in self.order():
+            start = max((finish[d] for d in step.depends_on), default=0.0)
+            finish[step.id] = start + cost.get(step.id, 0.0)
+        return max(finish.values(), default=0.0)
+
+
+def plan_problems(
+    plan: Plan, *, domains: Sequence[str], max_steps: int, task: Task | None = None
+) -> list[str]:
+    """What is wrong with a plan, in words the Architect can feed back to the model."""
+    problems: list[str] = []
+    ids = [s.id for s in plan.steps]
+    if len(plan.steps) > max_steps:
+        problems.append(f"the plan has {len(plan.steps)} steps; at most {max_steps} are allowed")
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        problems.append(f"step ids must be unique; repeated: {', '.join(duplicates)}")
+    known = set(ids)
+    for step in plan.steps:
+        if step.domain not in domains:
+            problems.append(
+                f"step {step.id}: unknown domain {step.domain!r}; use one of {', '.join(domains)}"
+            )
+        for dep in step.depends_on:
+            if dep == step.id:
+                problems.append(f"step {step.id} depends on itself")
+            elif dep not in known:
+                problems.append(f"step {step.id} depends on unknown step {dep!r}")
+    if not problems:
+        try:
+            order = plan.order()
+        except ValueError:
+            problems.append("the dependencies form a cycle")
+        else:
+            if task is not None and task.tests and order[-1].output != "code":
+                problems.append(
+                    f"the task has tests, so the final step ({order[-1].id}) must output code"
+                )
+    return problems
+
+
+def plan_schema(
+    *, domains: Sequence[str], max_steps: int, max_goal_chars: int = 400
+) -> dict[str, Any]:
+    """The JSON schema a plan is asked for under. Ids come from a fixed list and every string
+    is bounded, so even a weak model's constrained output ends, and a dependency can only name
+    an id that can exist."""
+    ids = [f"s{i}" for i in range(1, max_steps + 1)]
+    return {
+        "type": "object",
+        "properties": {
+            "steps": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": max_steps,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"enum": ids},
+                        "goal": {"type": "string", "minLength": 1, "maxLength": max_goal_chars},
+                        "domain": {"enum": list(domains)},
+                        "depends_on": {
+                            "type": "array",
+                            "items": {"enum": ids},
+                            "maxItems": max_steps - 1,
+                        },
+                        "output": {"enum": ["code", "text", "json"]},
+                    },
+                    "required": ["id", "goal", "domain", "depends_on", "output"],
+                    "additionalProperties": False,
+                },
+            }
+        },
+        "required": ["steps"],
+        "additionalProperties": False,
+    }

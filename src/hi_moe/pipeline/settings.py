@@ -1,0 +1,76 @@
+"""`[pipeline]` settings: specialists, limits, budget, routing, where runs are journaled."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hi_moe.pipeline.plan import OutputKind, Step
+from hi_moe.specialists import DEFAULT_SPECIALISTS, default_adapters
+
+__all__ = ["Budget", "PipelineSettings", "Route"]
+
+DATA_DIR = "~/.local/share/hi-moe"
+Positive = Annotated[int, Field(ge=1)]
+Seconds = Annotated[float, Field(gt=0)]
+
+
+class Route(BaseModel):
+    """Send matching steps to `provider`. An empty list matches everything."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    provider: str
+    domains: tuple[str, ...] = ()
+    outputs: tuple[OutputKind, ...] = ()
+
+    def matches(self, step: Step) -> bool:
+        return (not self.domains or step.domain in self.domains) and (
+            not self.outputs or step.output in self.outputs
+        )
+
+
+class Budget(BaseModel):
+    """What a run may spend before it stops with a report."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_tokens: Positive = 200_000
+    max_wall_s: Seconds = 1800.0
+    step_attempts: Positive = 3
+    """Attempts per step, the first included; each retry carries the failure as feedback."""
+    max_replans: Annotated[int, Field(ge=0)] = 1
+    """New plans after the final step failed for good."""
+
+
+class PipelineSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    domains: list[str] = Field(default_factory=lambda: [s.domain for s in DEFAULT_SPECIALISTS])
+    adapters: dict[str, str] = Field(default_factory=default_adapters)
+    """Domain → adapter name."""
+    prompts: dict[str, str] = Field(default_factory=dict)
+    """Domain → system prompt, replacing the default specialist's."""
+    max_steps: Positive = 8
+    max_parallel: Positive = 4
+    max_plan_repairs: Annotated[int, Field(ge=0)] = 2
+    max_goal_chars: Positive = 400
+    plan_max_tokens: Positive = 1024
+    step_max_tokens: dict[OutputKind, int] = Field(default_factory=dict)
+    """Output kind → max_tokens (defaults: code 1024, text 512, json 512)."""
+    temperature: Annotated[float, Field(ge=0, le=2)] = 0.2
+    step_timeout_s: Seconds = 600.0
+    code_max_lines: Positive = 200
+    code_line_chars: Positive = 160
+    json_max_chars: Positive = 2000
+    """Bounds on a step's output, enforced by the constraint: a weak model still stops."""
+    sandbox_timeout_s: Seconds = 10.0
+    sandbox_memory_mb: Positive = 1024
+    budget: Budget = Field(default_factory=Budget)
+    routes: list[Route] = Field(default_factory=list)
+    """First match wins; unmatched steps go to the configured `provider`."""
+    fallbacks: list[str] = Field(default_factory=list)
+    """Providers to use, in order, when the chosen one is down."""
+    journal: str = f"{DATA_DIR}/journal.sqlite"
+    metrics: str | None = f"{DATA_DIR}/metrics.jsonl"
