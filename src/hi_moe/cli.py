@@ -411,14 +411,17 @@ def _print_result(result: Any, summary: dict[str, Any]) -> None:
     else:
         out.print(f"[red]failed:[/red] {escape(result.reason)}")
     table = Table(title=f"run {result.run_id}: {result.status}", title_justify="left")
-    for column in ("step", "domain", "provider", "adapter", "status", "tries", "tokens", "notes"):
+    for column in ("step", "domain", "provider", "adapter", "status", "tries", "tokens"):
         table.add_column(column)
     for step in summary["steps"]:
         table.add_row(
             step["id"], step["domain"] or "", step["provider"] or "", step["adapter"] or "base",
-            step["status"], str(step["attempts"]), str(step["tokens"]), "; ".join(step["notes"]),
+            step["status"], str(step["attempts"]), str(step["tokens"]),
         )  # fmt: skip
     err.print(table)
+    for step in summary["steps"]:  # below the table: too long for a column
+        for note in step["notes"]:
+            err.print(f"{step['id']}: {escape(note)}", highlight=False)
     err.print(
         f"{summary['tokens']} tokens, {summary['wall_s']:.2f} s"
         + (f"; resumed {', '.join(summary['resumed_steps'])}" if summary["resumed_steps"] else "")
