@@ -212,6 +212,46 @@ def adapters(
     typer.echo(json.dumps(names) if as_json else "\n".join(names))
 
 
+@app.command("load-adapter")
+def load_adapter(
+    name: Annotated[str, typer.Argument(help="Name to serve it under.")],
+    path: Annotated[str, typer.Argument(help="The adapter's directory, as the server sees it.")],
+    replace: Annotated[bool, typer.Option(help="Reload an adapter of that name.")] = False,
+    config: ConfigOption = None,
+    provider: ProviderOption = None,
+) -> None:
+    """Load a LoRA adapter into the running server, without a restart."""
+
+    async def go() -> None:
+        async with load_provider(_settings(config, provider)) as chosen:
+            loader = getattr(chosen, "load_adapter", None)
+            if not chosen.capabilities.runtime_adapters or loader is None:
+                raise ConfigError(f"{chosen.name} cannot load adapters at runtime")
+            await loader(name, path, replace=replace)
+
+    _run(go)
+    typer.echo(f"loaded {name}")
+
+
+@app.command("unload-adapter")
+def unload_adapter(
+    name: Annotated[str, typer.Argument()],
+    config: ConfigOption = None,
+    provider: ProviderOption = None,
+) -> None:
+    """Unload a LoRA adapter from the running server."""
+
+    async def go() -> None:
+        async with load_provider(_settings(config, provider)) as chosen:
+            unloader = getattr(chosen, "unload_adapter", None)
+            if not chosen.capabilities.runtime_adapters or unloader is None:
+                raise ConfigError(f"{chosen.name} cannot unload adapters at runtime")
+            await unloader(name)
+
+    _run(go)
+    typer.echo(f"unloaded {name}")
+
+
 DEFAULT_TINY_DIR = Path.home() / ".cache" / "hi-moe" / "tiny"
 
 

@@ -170,7 +170,7 @@ class MockProvider(InferenceProvider):
 
     # -- runtime adapters, mirroring vLLM's load/unload endpoints --------------------------
 
-    async def load_adapter(self, name: str, path: str = "") -> None:
+    async def load_adapter(self, name: str, path: str = "", *, replace: bool = False) -> None:
         self._adapters[name] = path
 
     async def unload_adapter(self, name: str) -> None:
