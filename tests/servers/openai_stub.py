@@ -78,12 +78,19 @@ def make_handler(reply: str) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def running(reply: str) -> Iterator[str]:
     """Start the stub in a child process on a free port; yield its URL; stop it by its pid."""
+    with serving("tests.servers.openai_stub", "--reply", reply) as url:
+        yield url
+
+
+@contextmanager
+def serving(module: str, *args: str) -> Iterator[str]:
+    """Run `python -m module --port N *args` on a free port; yield its URL; stop it by pid."""
     from hi_moe.serving import free_port
 
     port = free_port()
     root = Path(__file__).resolve().parents[2]
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.servers.openai_stub", "--port", str(port), "--reply", reply],
+        [sys.executable, "-m", module, "--port", str(port), *args],
         cwd=root,
         env={**os.environ, "PYTHONPATH": str(root)},
     )
