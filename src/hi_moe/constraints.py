@@ -188,7 +188,11 @@ def check(constraint: Constraint, text: str, *, finish_reason: str | None = None
 
             validator = _json_validator(constraint)
             try:
-                value = json.loads(text, parse_constant=_reject_constant)
+                # strict=False: under a maxLength, XGrammar's JSON grammar (vLLM's) lets raw
+                # control characters (a tab, \x1e) into strings, which strict JSON forbids.
+                # The value is still unambiguous, and rejecting what the server's own grammar
+                # allowed would only waste a retry.
+                value = json.loads(text, strict=False, parse_constant=_reject_constant)
             except ValueError as error:
                 raise violation(f"not valid JSON: {error}") from None
             worst = best_match(validator.iter_errors(value))

@@ -76,6 +76,23 @@ def test_json_is_checked_whatever_its_whitespace_and_key_order() -> None:
     assert constraints.check(ORDER, json.dumps(shuffled, indent=4)) == GOOD_ORDER
 
 
+def test_raw_control_characters_in_strings_pass_as_the_servers_grammar_lets_them() -> None:
+    # Seen from vLLM: under a `maxLength` XGrammar's JSON grammar lets a raw tab or \x1e into a
+    # string, which strict JSON forbids. What the server's grammar allowed is no violation here.
+    answer = JsonSchema(
+        {
+            "type": "object",
+            "properties": {"answer": {"type": "string", "maxLength": 24}},
+            "required": ["answer"],
+            "additionalProperties": False,
+        }
+    )
+    text = '{"answer": "a\tb\x1ec"}'
+    if constraints.grammar_engine_available():
+        assert constraints._accepts(answer, text)
+    assert constraints.check(answer, text) == {"answer": "a\tb\x1ec"}
+
+
 @pytest.mark.parametrize(
     ("change", "where"),
     [
