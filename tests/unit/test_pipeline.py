@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hi_moe import constraints
-from hi_moe.errors import ProviderUnavailable, RequestRejected
+from hi_moe.errors import ConfigError, ProviderUnavailable, RequestRejected
 from hi_moe.pipeline import (
     Budget,
     Event,
@@ -102,6 +102,33 @@ async def test_output_that_is_not_a_plan_is_repaired_like_a_bad_plan() -> None:
     )
     assert outcome.attempts == 2
     assert "not a valid plan" in outcome.problems[0]
+
+
+async def test_a_plan_given_to_run_skips_the_architect_and_is_journaled(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite")
+    mock = MockProvider(respond=scripted("not asked", {"s3": "print(3)"}))
+    events: list[Event] = []
+    chosen = ProgressMonitor(mock, journal=journal, on_event=events.append)
+    result = await chosen.run("Sum of squares", run_id="given", plan=THREE_WAY)
+    assert result.status == "succeeded"
+    assert not any(is_plan_request(r) for r in mock.requests)
+    assert sorted(step_of(r) or "" for r in mock.requests) == ["s1", "s2", "s3"]
+    planned = [e for e in events if e.kind == "planned"]
+    assert [e.detail for e in planned] == ["3 steps, as given"]
+    record = journal.load_run("given")
+    assert record is not None
+    assert record.plan == THREE_WAY
+
+
+async def test_a_given_plan_that_cannot_run_is_refused_before_any_request() -> None:
+    mock = MockProvider(respond=scripted(THREE_WAY))
+    cyclic = plan_of(
+        ("a", "one", "math", ("b",), "text"),
+        ("b", "two", "telepathy", ("a",), "text"),
+    )
+    with pytest.raises(ConfigError, match="unknown domain 'telepathy'"):
+        await ProgressMonitor(mock).run("t", plan=cyclic)
+    assert mock.requests == []
 
 
 def test_plan_problems_name_what_is_wrong() -> None:

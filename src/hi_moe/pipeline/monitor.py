@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from hi_moe.errors import (
+    ConfigError,
     ConstraintViolation,
     HiMoeError,
     ProviderError,
@@ -27,7 +28,7 @@ from hi_moe.pipeline.dispatcher import Assignment, Dispatcher, extract_output
 from hi_moe.pipeline.events import Event, EventKind, EventSink
 from hi_moe.pipeline.fleet import Fleet, StopRun
 from hi_moe.pipeline.journal import Journal
-from hi_moe.pipeline.plan import Plan, Step, Task
+from hi_moe.pipeline.plan import Plan, Step, Task, plan_problems
 from hi_moe.pipeline.result import RunResult, StepResult
 from hi_moe.pipeline.settings import PipelineSettings
 from hi_moe.providers.base import InferenceProvider
@@ -120,13 +121,29 @@ class ProgressMonitor:
 
     # -- runs ---------------------------------------------------------------------------------
 
-    async def run(self, task: Task | str, *, run_id: str | None = None) -> RunResult:
-        """Plan and execute `task`; the result says whether it succeeded and why not."""
+    async def run(
+        self, task: Task | str, *, run_id: str | None = None, plan: Plan | None = None
+    ) -> RunResult:
+        """Plan and execute `task`; the result says whether it succeeded and why not.
+
+        With `plan`, the Architect is not asked: the plan runs as given (a final step that
+        fails for good is still re-planned by the Architect, within `budget.max_replans`).
+        A plan naming unknown domains or steps, or with a cycle, raises `ConfigError` before
+        any request.
+        """
         task = Task(prompt=task) if isinstance(task, str) else task
+        if plan is not None:
+            problems = plan_problems(
+                plan, domains=self.settings.domains, max_steps=len(plan.steps), task=task
+            )
+            if problems:
+                raise ConfigError(f"the plan cannot run: {'; '.join(problems)}")
         run = _Run(run_id=run_id or _new_run_id(), task=task)
         if self.journal is not None:
             self.journal.start_run(run.run_id, task)
         self._emit("run_started", run, detail=task.prompt[:200])
+        if plan is not None:
+            self._adopt(run, plan, detail=f"{len(plan.steps)} steps, as given")
         return await self._drive(run, done={})
 
     async def resume(self, run_id: str) -> RunResult:
@@ -205,8 +222,6 @@ class ProgressMonitor:
                 completion_tokens=made.usage.completion_tokens,
                 error=made.error,
             )
-        run.plan = outcome.plan
-        run.version += 1
         if outcome.fell_back:
             note = "the model gave no usable plan; fell back to one step: " + "; ".join(
                 outcome.problems[-3:]
@@ -215,15 +230,29 @@ class ProgressMonitor:
             self._emit("plan_fell_back", run, detail=note)
         elif outcome.problems:
             self._emit("plan_rejected", run, detail="; ".join(outcome.problems))
+        self._adopt(
+            run,
+            outcome.plan,
+            detail=f"{len(outcome.plan.steps)} steps",
+            attempts=outcome.attempts,
+            tokens=outcome.usage.total_tokens,
+        )
+
+    def _adopt(
+        self, run: _Run, plan: Plan, *, detail: str, attempts: int = 0, tokens: int = 0
+    ) -> None:
+        """Make `plan` the run's current plan: journaled before any of its steps runs."""
+        run.plan = plan
+        run.version += 1
         if self.journal is not None:
-            self.journal.save_plan(run.run_id, outcome.plan, run.version)
+            self.journal.save_plan(run.run_id, plan, run.version)
         self._emit(
             "planned",
             run,
-            detail=f"{len(outcome.plan.steps)} steps",
-            plan=json.loads(outcome.plan.model_dump_json()),
-            attempts=outcome.attempts,
-            tokens=outcome.usage.total_tokens,
+            detail=detail,
+            plan=json.loads(plan.model_dump_json()),
+            attempts=attempts,
+            tokens=tokens,
         )
 
     def _budget_left(self, run: _Run) -> str | None:

@@ -12,8 +12,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from hi_moe.providers.base import Capabilities, Health, InferenceProvider
     from hi_moe.providers.mock import MockProvider, ScriptExhausted
+    from hi_moe.providers.modal_vllm import ModalVLLMProvider
+    from hi_moe.providers.openai_json import OpenAIJSONProvider
 
-__all__ = ["Capabilities", "Health", "InferenceProvider", "MockProvider", "ScriptExhausted"]
+__all__ = [
+    "Capabilities",
+    "Health",
+    "InferenceProvider",
+    "MockProvider",
+    "ModalVLLMProvider",
+    "OpenAIJSONProvider",
+    "ScriptExhausted",
+]
 
 _WHERE = {
     "Capabilities": "hi_moe.providers.base",
@@ -21,6 +31,8 @@ _WHERE = {
     "InferenceProvider": "hi_moe.providers.base",
     "MockProvider": "hi_moe.providers.mock",
     "ScriptExhausted": "hi_moe.providers.mock",
+    "ModalVLLMProvider": "hi_moe.providers.modal_vllm",
+    "OpenAIJSONProvider": "hi_moe.providers.openai_json",
 }
 
 
