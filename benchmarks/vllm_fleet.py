@@ -71,20 +71,28 @@ class Recorder(ModalVLLMProvider):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.asked: list[CompletionRequest] = []
+        self.in_flight = self.most_in_flight = 0
 
     async def complete(self, request: CompletionRequest) -> Completion:
         self.asked.append(request)
-        return await super().complete(request)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            return await super().complete(request)
+        finally:
+            self.in_flight -= 1
 
 
 async def fleet_leg(
     provider: Recorder, settings: PipelineSettings, plan: Plan
 ) -> tuple[float, int, list[CompletionRequest]]:
     provider.asked = []
+    provider.most_in_flight = 0
     monitor = ProgressMonitor(provider, settings)
     started = time.perf_counter()
     result = await monitor.run(TASK, plan=plan)
     elapsed = time.perf_counter() - started
+    assert provider.most_in_flight <= settings.max_parallel, provider.most_in_flight
     failed = [s for s in result.steps.values() if not s.ok]
     if failed:
         raise SystemExit(f"{len(failed)} steps failed, e.g. {failed[0].step_id}: {failed[0].error}")
@@ -151,6 +159,7 @@ async def bench(url: str, args: argparse.Namespace) -> None:
         before = metrics(url)
         _, _, requests_text = await fleet_leg(provider, settings, plans["text"])
         after = metrics(url)
+        peak = provider.most_in_flight
         _, _, requests_code = await fleet_leg(provider, settings, plans["code"])
 
         legs: dict[str, Callable[[], Awaitable[tuple[float, int]]]] = {}
@@ -187,6 +196,8 @@ async def bench(url: str, args: argparse.Namespace) -> None:
     print(f"  {'leg':<22} {'tokens/s':>9} {'seconds':>8}")
     for name in legs:
         print(f"  {name:<22} {rate[name]:9.0f} {statistics.median(seconds[name]):8.2f}")
+    print(f"  (the Fleet had at most {peak} requests in flight; raw and sequential send the")
+    print("   requests the Fleet sent, raw through a semaphore of the same size)")
     vs_raw = rate["fleet"] / rate["raw"]
     vs_sequential = rate["fleet"] / rate["sequential"]
     print(
