@@ -24,7 +24,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from hi_moe.errors import ProviderError, ProviderTimeout
+from hi_moe.errors import ProviderError
 
 __all__ = ["RetryPolicy"]
 
@@ -77,6 +77,7 @@ class RetryPolicy:
             if not _retryable(error) or self.max_attempts <= 1:
                 raise
             replay: list[ProviderError] = [error]
+            last = error
 
         def before_sleep(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome is not None else None
@@ -102,8 +103,13 @@ class RetryPolicy:
                     raise replay.pop()
                 left = self.deadline_s - (time.monotonic() - started)
                 if left <= 0:
-                    raise ProviderTimeout(
-                        f"{what}: retry deadline of {self.deadline_s} s spent", retryable=False
-                    )
-                return await attempt(left)
-        raise AssertionError("tenacity returned without a result or an error")  # unreachable
+                    # No wait that would cross the deadline is taken, but a busy event loop can
+                    # wake late from one that fit: still no attempt starts past the deadline,
+                    # and the caller sees the last real error, not one made up here.
+                    break
+                try:
+                    return await attempt(left)
+                except ProviderError as error:
+                    last = error
+                    raise
+        raise last

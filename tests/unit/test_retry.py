@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -100,6 +101,24 @@ async def test_the_deadline_bounds_the_whole_call_in_real_time() -> None:
     # Each attempt is told how much of the deadline is left, and it only shrinks.
     assert script.calls == sorted(script.calls, reverse=True)
     assert all(0 < left <= 0.6 for left in script.calls)
+
+
+async def test_a_wait_that_wakes_past_the_deadline_raises_the_last_real_error() -> None:
+    # A loaded machine wakes late from a wait that fitted the deadline; that must neither start
+    # an attempt past the deadline nor replace the server's error with one made up here.
+    async def oversleep(seconds: float) -> None:
+        await asyncio.sleep(seconds + 0.3)
+
+    policy = RetryPolicy(
+        max_attempts=10, deadline_s=0.2, backoff_s=0.01, max_backoff_s=0.01, sleep=oversleep
+    )
+    errors = [ProviderUnavailable(f"503 #{i}") for i in range(10)]
+    script = Script(*errors)
+    with pytest.raises(ProviderUnavailable) as caught:
+        await policy.call(script)
+    assert len(script.calls) == 1
+    assert caught.value is errors[0]
+    assert caught.value.retryable
 
 
 async def test_a_first_attempt_that_succeeds_leaves_no_garbage_cycles() -> None:
