@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
+import logging
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -41,6 +43,38 @@ ConfigOption = Annotated[
 ProviderOption = Annotated[
     str | None, typer.Option("--provider", "-p", help="Provider name; overrides the settings.")
 ]
+
+
+class LogLevel(enum.StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+@app.callback()
+def _global_options(
+    log_level: Annotated[
+        LogLevel,
+        typer.Option(
+            "--log-level",
+            envvar="HI_MOE_LOG_LEVEL",
+            case_sensitive=False,
+            help="What to log to stderr: retries and cold starts are warnings; debug adds "
+            "every request the openai SDK and httpx send (never their keys).",
+        ),
+    ] = LogLevel.warning,
+) -> None:
+    handler: logging.Handler
+    if err.is_terminal:
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=err, show_path=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    else:  # one unwrapped line per record, for files and pipes
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=log_level.upper(), handlers=[handler], force=True)
 
 
 def _settings(config: Path | None, provider: str | None) -> Settings:

@@ -1,5 +1,5 @@
-"""With every key set, nothing a run leaves behind shows one: output, logs, metrics, journal,
-error messages."""
+"""With every key set, nothing a run leaves behind shows one: output, debug logs (ours, the
+openai SDK's, httpx's), metrics, journal, error messages, reprs."""
 
 from __future__ import annotations
 
@@ -23,6 +23,16 @@ def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str
         [sys.executable, "-m", "hi_moe", *args],
         env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
+
+
+# What a harness would print while debugging: the settings, the provider, an error.
+REPRS = """
+import asyncio, sys
+from hi_moe.config import Settings, load_provider
+settings = Settings.load(sys.argv[1])
+provider = load_provider(settings)
+print(repr(settings), settings.model_dump(), settings.model_dump_json(), repr(provider))
+"""
 
 
 def test_no_secret_appears_anywhere_after_a_run(vllm_server: VLLMServer, tmp_path: Path) -> None:
@@ -50,6 +60,7 @@ metrics = "{tmp_path / "metrics.jsonl"}"
         "HI_MOE_MODAL__PROXY_KEY": PROXY_KEY,
         "HI_MOE_MODAL__PROXY_SECRET": PROXY_SECRET,
         "PYTHONUNBUFFERED": "1",
+        "HI_MOE_LOG_LEVEL": "debug",
     }
     done = run(["run", "Add two numbers.", "--config", str(config)], env)
     assert done.returncode == 0, done.stderr
@@ -62,8 +73,18 @@ metrics = "{tmp_path / "metrics.jsonl"}"
     assert "AuthenticationError" in wrong.stderr
     shown = run(["complete", "hi", "--json", "--config", str(config)], env)
     assert shown.returncode == 0, shown.stderr
+    # The debug logs are really there, so their absence of secrets means something.
+    for logged in (done.stderr, wrong.stderr, shown.stderr):
+        assert "openai._base_client" in logged, logged[-2000:]
+        assert "HTTP Request:" in logged, logged[-2000:]
+    reprs = subprocess.run(
+        [sys.executable, "-c", REPRS, str(config)],
+        env=env, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert "**********" in reprs.stdout, reprs.stdout
     left_behind = [
         done.stdout, done.stderr, wrong.stdout, wrong.stderr, shown.stdout, shown.stderr,
+        reprs.stdout, reprs.stderr,
         (tmp_path / "metrics.jsonl").read_text(),
         *(p.read_bytes().decode("latin-1") for p in tmp_path.glob("journal.sqlite*")),
     ]  # fmt: skip

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -213,3 +215,38 @@ def test_bench_humaneval_reports_both_modes_side_by_side(journal: Path) -> None:
         assert report["problems"] == 2
         assert report["pass_at_1"] == 0.0  # the mock writes no solutions
         assert report["total_tokens"] > 0
+
+
+@pytest.fixture
+def root_logging() -> Iterator[logging.Logger]:
+    """The root logger, put back as it was: `--log-level` reconfigures it."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield root
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "level"),
+    [
+        (["--log-level", "debug"], {}, logging.DEBUG),
+        (["--log-level", "INFO"], {}, logging.INFO),
+        ([], {"HI_MOE_LOG_LEVEL": "error"}, logging.ERROR),
+        ([], {}, logging.WARNING),
+    ],
+)
+def test_log_level_from_the_option_or_the_environment(
+    root_logging: logging.Logger, args: list[str], env: dict[str, str], level: int
+) -> None:
+    result = runner.invoke(app, [*args, "complete", "hi"], env=env)
+    assert result.exit_code == 0, result.output
+    assert root_logging.level == level
+    # HI_MOE_LOG_LEVEL belongs to the command, not to Settings: the mock still answered.
+    assert result.stdout.strip()
+
+
+def test_an_unknown_log_level_is_a_usage_error(root_logging: logging.Logger) -> None:
+    result = runner.invoke(app, ["--log-level", "loud", "providers"])
+    assert result.exit_code == 2
+    assert "'loud' is not one of" in result.output
