@@ -20,6 +20,15 @@ API_KEY = "integration-test-key-7c1e"
 BASE_MODEL = "tiny-base"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/integration/ is an integration test, marked or not, so that
+    `-m "not integration"` leaves only the fast offline tests."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here):
+            item.add_marker(pytest.mark.integration)
+
+
 def require(module: str, extra: str) -> None:
     if importlib.util.find_spec(module) is None:
         pytest.skip(f"needs the {extra} extra ({module}): pip install 'hi-moe[{extra}]'")

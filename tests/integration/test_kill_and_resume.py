@@ -16,11 +16,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from hi_moe.pipeline import Journal, PipelineSettings, ProgressMonitor, RunResult, StepResult
 from hi_moe.pipeline.architect import plan_json
 from hi_moe.providers import MockProvider
 from hi_moe.types import CompletionRequest
 from tests.unit.pipeline_support import is_plan_request, plan_of, scripted, step_of
+
+pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 

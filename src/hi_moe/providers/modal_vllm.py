@@ -278,8 +278,8 @@ class ModalVLLMProvider(OpenAICompatibleProvider):
                 return request.adapter
         raise UnknownAdapter(request.adapter, await self.adapters(), provider=self.name)
 
-    def _constraint_params(self, constraint: Constraint) -> dict[str, Any]:
-        return {"extra_body": {"structured_outputs": structured_outputs(constraint)}}
+    def _constraint_fields(self, constraint: Constraint) -> dict[str, Any]:
+        return {"structured_outputs": structured_outputs(constraint)}
 
     async def _translate(self, error: Exception, request: CompletionRequest) -> HiMoeError:
         import openai

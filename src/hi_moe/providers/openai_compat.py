@@ -1,9 +1,16 @@
 """The one OpenAI-compatible request path, shared by the vLLM and OpenAI providers.
 
-A request goes: `_params` builds the chat-completions body → `RetryPolicy.call` runs the attempts
-→ the openai SDK (its own retries off) sends it → `translate_error` turns SDK errors and server
-error bodies into the error tree → `_to_completion` turns the response into a `Completion`,
-which `InferenceProvider.complete` then checks against the constraint.
+A request goes: `_body` builds the chat-completions body → `RetryPolicy.call` runs the attempts
+→ the openai SDK (its own retries off) posts it → `translate_error` turns SDK errors and server
+error bodies into the error tree → `_read_completion` turns the response body into a
+`Completion`, which `InferenceProvider.complete` then checks against the constraint.
+
+The body is posted with the SDK's `client.post` (its documented way to send any request), not
+`chat.completions.create`: `create` re-walks the body against its TypedDicts and builds a
+pydantic `ChatCompletion` from the answer, which together cost about as much CPU as the whole
+rest of a request (benchmarks/provider_overhead.py). The SDK still does everything else: base
+URL, auth and headers, timeouts, connection pooling and its error types. What `_body` builds
+is exactly what goes on the wire.
 
 Subclasses say only what differs: which model name a request goes to, how a constraint is
 expressed on the wire, and what a 404 on the model means.
@@ -213,8 +220,8 @@ class OpenAICompatibleProvider(InferenceProvider):
         """The `model` field for this request."""
         raise NotImplementedError
 
-    def _constraint_params(self, constraint: Constraint) -> dict[str, Any]:
-        """Keyword arguments for `chat.completions.create` that enforce `constraint`."""
+    def _constraint_fields(self, constraint: Constraint) -> dict[str, Any]:
+        """Body fields that enforce `constraint`."""
         raise NotImplementedError
 
     async def _before_request(self) -> None:
@@ -229,8 +236,8 @@ class OpenAICompatibleProvider(InferenceProvider):
 
     # -- the request path ---------------------------------------------------------------------
 
-    def _params(self, request: CompletionRequest, model: str) -> dict[str, Any]:
-        params: dict[str, Any] = {
+    def _body(self, request: CompletionRequest, model: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
             "model": model,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
             # vLLM deprecates `max_tokens` and newer OpenAI models refuse it; both take this.
@@ -239,18 +246,42 @@ class OpenAICompatibleProvider(InferenceProvider):
             "top_p": request.top_p,
         }
         if request.stop:
-            params["stop"] = list(request.stop)
+            body["stop"] = list(request.stop)
         if request.seed is not None:
-            params["seed"] = request.seed
+            body["seed"] = request.seed
         if request.constraint is not None:
-            params.update(self._constraint_params(request.constraint))
-        return params
+            body.update(self._constraint_fields(request.constraint))
+        return body
+
+    async def _post(self, body: dict[str, Any], timeout_s: float, *, stream: bool = False) -> Any:
+        """POST /chat/completions: the HTTP response, or with `stream` the SDK's chunk stream."""
+        import httpx2
+        import openai
+        from openai.types.chat import ChatCompletionChunk
+
+        # `security` as `create` sends it: the bearer key, not an admin key.
+        options: Any = {"timeout": timeout_s, "security": {"bearer_auth": True}}
+        if stream:
+            return await self._client.post(
+                "/chat/completions",
+                body=body,
+                options=options,
+                cast_to=ChatCompletionChunk,
+                stream=True,
+                stream_cls=openai.AsyncStream[ChatCompletionChunk],
+            )
+        # Whichever httpx the transport uses, the SDK hands back its response as it came.
+        return await self._client.post(
+            "/chat/completions", body=body, options=options, cast_to=httpx2.Response
+        )
 
     async def _send(
         self,
         request: CompletionRequest,
-        params: dict[str, Any],
-        read: Callable[[Any], T] = lambda response: response,
+        body: dict[str, Any],
+        read: Callable[[Any], T],
+        *,
+        stream: bool = False,
     ) -> T:
         """Send with retries; `read` turns the response into a result inside the attempt, so a
         malformed body is retried like any other transient fault."""
@@ -258,9 +289,7 @@ class OpenAICompatibleProvider(InferenceProvider):
 
         async def attempt(seconds_left: float) -> T:
             try:
-                response = await self._client.chat.completions.create(
-                    **params, timeout=min(timeout, seconds_left)
-                )
+                response = await self._post(body, min(timeout, seconds_left), stream=stream)
             except translatable() as error:
                 raise await self._translate(error, request) from error
             try:
@@ -275,37 +304,47 @@ class OpenAICompatibleProvider(InferenceProvider):
     async def _complete(self, request: CompletionRequest) -> Completion:
         started = time.perf_counter()
         await self._before_request()
-        params = self._params(request, await self._model_for(request))
+        body = self._body(request, await self._model_for(request))
 
         def read(response: Any) -> Completion:
-            choice = response.choices[0]
-            message = choice.message
-            # A refusal (OpenAI) comes instead of content: it then fails the constraint check.
-            text = message.content if message.content is not None else (message.refusal or "")
-            usage = response.usage
-            return Completion(
-                text=self._postprocess(request, text),
-                finish_reason=_finish_reason(choice.finish_reason),
-                usage=Usage(
-                    prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens
-                )
-                if usage is not None
-                else Usage(),
-                provider=self.name,
-                model=response.model or "",
-                adapter=request.adapter,
-                latency_s=time.perf_counter() - started,
-                request_id=getattr(response, "_request_id", None) or response.id,
-            )
+            return self._read_completion(request, response, started)
 
-        return await self._send(request, params, read)
+        return await self._send(request, body, read)
+
+    def _read_completion(
+        self, request: CompletionRequest, response: Any, started: float
+    ) -> Completion:
+        """The `Completion` in a chat-completions response; a body of the wrong shape raises
+        one of `_MALFORMED` (pydantic's ValidationError is a ValueError)."""
+        data = response.json()
+        choice = data["choices"][0]
+        message = choice["message"]
+        content = message.get("content")
+        # A refusal (OpenAI) comes instead of content: it then fails the constraint check.
+        text = content if content is not None else (message.get("refusal") or "")
+        if not isinstance(text, str):
+            raise TypeError(f"message content is {type(text).__name__}, not text")
+        usage = data.get("usage") or {}
+        return Completion(
+            text=self._postprocess(request, text),
+            finish_reason=_finish_reason(choice.get("finish_reason")),
+            usage=Usage(
+                prompt_tokens=usage.get("prompt_tokens") or 0,
+                completion_tokens=usage.get("completion_tokens") or 0,
+            ),
+            provider=self.name,
+            model=data.get("model") or "",
+            adapter=request.adapter,
+            latency_s=time.perf_counter() - started,
+            request_id=response.headers.get("x-request-id") or data.get("id"),
+        )
 
     async def _stream(self, request: CompletionRequest) -> AsyncIterator[str | Completion]:
         started = time.perf_counter()
         await self._before_request()
-        params = self._params(request, await self._model_for(request))
-        params.update(stream=True, stream_options={"include_usage": True})
-        stream: Any = await self._send(request, params)
+        body = self._body(request, await self._model_for(request))
+        body.update(stream=True, stream_options={"include_usage": True})
+        stream: Any = await self._send(request, body, lambda response: response, stream=True)
         finish_reason: FinishReason = "stop"
         usage = Usage()
         model, request_id = "", None

@@ -117,7 +117,7 @@ class OpenAIJSONProvider(OpenAICompatibleProvider):
                 request.adapter, list(self.adapter_models), provider=self.name
             ) from None
 
-    def _constraint_params(self, constraint: Constraint) -> dict[str, Any]:
+    def _constraint_fields(self, constraint: Constraint) -> dict[str, Any]:
         assert isinstance(constraint, JsonSchema)  # prepare() refused every other kind
         schema = _strict(constraint) if constraint.strict else constraint.schema
         return {
