@@ -339,11 +339,27 @@ async def test_the_server_refusing_a_constraint_is_an_invalid_constraint(
     [
         (httpx.Response(200, text="{not json"), BadResponse),
         (httpx.Response(200, json={"id": "x", "choices": []}), BadResponse),
+        (httpx.Response(200, json=[chat_body()]), BadResponse),
+        (httpx.Response(200, json={"choices": [{"message": None}]}), BadResponse),
+        (httpx.Response(200, json={"choices": [{"message": {"content": 42}}]}), BadResponse),
+        (httpx.Response(200, json=chat_body() | {"usage": {"prompt_tokens": "many"}}), BadResponse),
+        (httpx.Response(200, json=chat_body() | {"usage": "none"}), BadResponse),
         (httpx.ConnectError("refused"), ProviderUnavailable),
         (httpx.RemoteProtocolError("peer closed connection"), ProviderUnavailable),
         (httpx.ReadTimeout("slow"), ProviderTimeout),
     ],
-    ids=["malformed", "no-choices", "connect", "reset", "timeout"],
+    ids=[
+        "malformed",
+        "no-choices",
+        "a-list",
+        "no-message",
+        "content-not-text",
+        "usage-not-int",
+        "usage-not-object",
+        "connect",
+        "reset",
+        "timeout",
+    ],
 )
 async def test_transport_failures_and_malformed_bodies_are_retryable_errors(
     server: respx.MockRouter,
@@ -361,6 +377,24 @@ async def test_transport_failures_and_malformed_bodies_are_retryable_errors(
         await make(client, retry=policy).complete(ask())
     assert caught.value.retryable
     assert route.call_count == 2
+
+
+async def test_the_completion_carries_the_servers_request_id_model_and_usage(
+    server: respx.MockRouter, client: httpx.AsyncClient
+) -> None:
+    chat = server.post("/v1/chat/completions")
+    chat.side_effect = [
+        httpx.Response(200, json=chat_body("a"), headers={"x-request-id": "req-7"}),
+        httpx.Response(200, json=chat_body("b") | {"usage": None}),
+        httpx.Response(200, json=chat_body("c", finish_reason="length")),
+    ]
+    provider = make(client)
+    first, second, third = [await provider.complete(ask()) for _ in range(3)]
+    assert (first.text, first.request_id, first.model) == ("a", "req-7", BASE)
+    assert (first.usage.prompt_tokens, first.usage.completion_tokens) == (7, 3)
+    assert second.request_id == "chatcmpl-1"  # no header: the body's id
+    assert second.usage.total_tokens == 0  # a server that sends no usage
+    assert (third.text, third.finish_reason) == ("c", "length")
 
 
 async def test_a_200_that_breaks_the_constraint_is_a_violation_every_time(

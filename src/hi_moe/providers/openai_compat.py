@@ -7,8 +7,8 @@ error bodies into the error tree → `_read_completion` turns the response body 
 
 The body is posted with the SDK's `client.post` (its documented way to send any request), not
 `chat.completions.create`: `create` re-walks the body against its TypedDicts and builds a
-pydantic `ChatCompletion` from the answer, which together cost about as much CPU as the whole
-rest of a request (benchmarks/provider_overhead.py). The SDK still does everything else: base
+pydantic `ChatCompletion` from the answer, which together cost about half the SDK's CPU per
+request (benchmarks/provider_overhead.py). The SDK still does everything else: base
 URL, auth and headers, timeouts, connection pooling and its error types. What `_body` builds
 is exactly what goes on the wire.
 
