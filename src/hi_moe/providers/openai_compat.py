@@ -256,12 +256,13 @@ class OpenAICompatibleProvider(InferenceProvider):
     async def _post(self, body: dict[str, Any], timeout_s: float, *, stream: bool = False) -> Any:
         """POST /chat/completions: the HTTP response, or with `stream` the SDK's chunk stream."""
         import httpx2
-        import openai
-        from openai.types.chat import ChatCompletionChunk
 
         # `security` as `create` sends it: the bearer key, not an admin key.
         options: Any = {"timeout": timeout_s, "security": {"bearer_auth": True}}
         if stream:
+            import openai
+            from openai.types.chat import ChatCompletionChunk
+
             return await self._client.post(
                 "/chat/completions",
                 body=body,
@@ -305,11 +306,9 @@ class OpenAICompatibleProvider(InferenceProvider):
         started = time.perf_counter()
         await self._before_request()
         body = self._body(request, await self._model_for(request))
-
-        def read(response: Any) -> Completion:
-            return self._read_completion(request, response, started)
-
-        return await self._send(request, body, read)
+        return await self._send(
+            request, body, lambda response: self._read_completion(request, response, started)
+        )
 
     def _read_completion(
         self, request: CompletionRequest, response: Any, started: float
