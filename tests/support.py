@@ -41,3 +41,14 @@ def requires(module: str, extra: str) -> pytest.MarkDecorator:
         importlib.util.find_spec(module) is None,
         reason=f"needs the {extra} extra ({module}): pip install 'hi-moe[{extra}]'",
     )
+
+
+def requires_bubblewrap() -> pytest.MarkDecorator:
+    """Skip (locally; CI installs bubblewrap and forbids skips) where bwrap cannot run."""
+    from hi_moe.sandbox import bubblewrap_problem
+
+    problem = bubblewrap_problem()
+    return pytest.mark.skipif(
+        problem is not None,
+        reason=f"needs bubblewrap (apt-get install bubblewrap): {problem}",
+    )

@@ -552,8 +552,13 @@ def bench_humaneval(
         err.print(f"[yellow]{MOCK_NOTICE}[/yellow]", highlight=False)
 
     async def go() -> list[Report]:
+        from hi_moe.sandbox import load_backend
+
         problems = load_problems(limit)
         reports: list[Report] = []
+        sandbox_settings = settings.pipeline.sandbox.model_copy(update={"timeout_s": timeout_s})
+        sandbox = await asyncio.to_thread(load_backend, sandbox_settings)
+        limits = sandbox_settings.limits()
         async with load_provider(settings) as chosen:
             adapter = settings.pipeline.adapters.get("python")
             served = await chosen.adapters()
@@ -561,16 +566,17 @@ def bench_humaneval(
                 solve = direct_solver(chosen, adapter=adapter if adapter in served else None)
                 reports.append(
                     await run_benchmark(
-                        problems, solve, concurrency=concurrency, timeout_s=timeout_s
+                        problems, solve, concurrency=concurrency, sandbox=sandbox, limits=limits
                     )
                 )
             if mode in ("pipeline", "both"):
                 reports.append(
                     await run_benchmark(
                         problems,
-                        _pipeline_solver(chosen, settings),
+                        _pipeline_solver(chosen, settings, sandbox),
                         concurrency=concurrency,
-                        timeout_s=timeout_s,
+                        sandbox=sandbox,
+                        limits=limits,
                         mode="pipeline",
                     )
                 )
@@ -592,11 +598,11 @@ def bench_humaneval(
     Console().print(table)
 
 
-def _pipeline_solver(provider: InferenceProvider, settings: Settings) -> Any:
+def _pipeline_solver(provider: InferenceProvider, settings: Settings, sandbox: Any) -> Any:
     from hi_moe.bench.humaneval import Problem, Solution
     from hi_moe.pipeline import ProgressMonitor, Task
 
-    monitor = ProgressMonitor(provider, settings.pipeline)
+    monitor = ProgressMonitor(provider, settings.pipeline, sandbox=sandbox)
 
     async def solve(problem: Problem) -> Solution:
         # The benchmark's tests stay hidden from the harness: pass@1 stays comparable.
@@ -604,6 +610,40 @@ def _pipeline_solver(provider: InferenceProvider, settings: Settings) -> Any:
         return Solution(result.answer or "", result.usage.total_tokens)
 
     return solve
+
+
+@app.command()
+def sandbox(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Which sandbox runs generated code here, and what it does and does not isolate. Exit
+    status 2 when the configured one cannot be had (require_isolation without bubblewrap)."""
+    from hi_moe.sandbox import bubblewrap_problem, load_backend
+
+    settings = _run_settings(config, None).pipeline.sandbox
+    try:
+        backend = load_backend(settings)
+    except ConfigError as error:
+        _fail("config error", error)
+        raise typer.Exit(2) from None
+    problem = bubblewrap_problem() if settings.backend in ("auto", "bubblewrap") else None
+    report = {
+        "configured": settings.backend,
+        "backend": backend.name,
+        "isolates": sorted(backend.isolation),
+        "does_not_isolate": sorted(backend.gaps),
+        "bubblewrap": "works" if problem is None else problem,
+        "limits": settings.limits().__dict__,
+    }
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    gaps = ", ".join(report["does_not_isolate"]) or "nothing"
+    typer.echo(f"sandbox: {backend.name} (configured: {settings.backend})")
+    typer.echo(f"isolates: {', '.join(report['isolates']) or 'nothing'}; does not isolate: {gaps}")
+    if settings.backend in ("auto", "bubblewrap"):
+        typer.echo(f"bubblewrap: {report['bubblewrap']}")
 
 
 def main() -> None:

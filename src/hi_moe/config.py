@@ -162,11 +162,13 @@ class Settings(BaseSettings):
             raise ConfigError(f"config file not found: {path}", setting="HI_MOE_CONFIG")
         with _reading(path):
             try:
-                return cls(**overrides)
+                settings = cls(**overrides)
             except ValidationError as error:
                 raise _config_error(error) from None
             except ValueError as error:  # a TOML file that does not parse
                 raise ConfigError(f"cannot read settings: {error}") from None
+        _remember_secrets(settings)
+        return settings
 
     def require(self, *path: str) -> Any:
         """The value at `path`, or `ConfigError` naming the setting when it is unset."""
@@ -181,6 +183,21 @@ class Settings(BaseSettings):
                 setting=env_name(*path),
             )
         return value
+
+
+def _remember_secrets(value: object) -> None:
+    """Tell the sandbox's scrubber every secret the settings hold, so that none can come back
+    in what a sandboxed program reports (a key in hi_moe.toml is not in the environment)."""
+    from hi_moe.sandbox.scrub import remember_secret
+
+    if isinstance(value, SecretStr):
+        remember_secret(value.get_secret_value())
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            _remember_secrets(getattr(value, name))
+    elif isinstance(value, dict):
+        for item in value.values():
+            _remember_secrets(item)
 
 
 @contextmanager

@@ -24,6 +24,7 @@ from hi_moe.pipeline import (
 from hi_moe.pipeline.architect import Architect
 from hi_moe.pipeline.plan import plan_problems
 from hi_moe.providers import MockProvider
+from hi_moe.sandbox import SandboxSettings
 from hi_moe.types import CompletionRequest, Grammar, JsonSchema
 from tests.unit.pipeline_support import is_plan_request, plan_of, scripted, step_of
 
@@ -455,7 +456,9 @@ async def test_code_is_run_against_the_tests_and_a_failure_is_fed_back() -> None
 async def test_generated_code_cannot_hang_the_run() -> None:
     plan = plan_of(("s1", "loop", "python", (), "code"))
     mock = MockProvider(respond=scripted(plan, {"s1": "while True:\n    pass"}))
-    run, _ = monitor(mock, sandbox_timeout_s=0.5, budget=Budget(step_attempts=1, max_replans=0))
+    run, _ = monitor(
+        mock, sandbox=SandboxSettings(timeout_s=0.5), budget=Budget(step_attempts=1, max_replans=0)
+    )
     result = await run.run(Task(prompt="t", tests="assert True"))
     assert result.status == "failed"
     assert "timed out after 0.5 s" in result.reason

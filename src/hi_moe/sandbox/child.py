@@ -1,0 +1,300 @@
+"""What runs inside the sandbox, around the program: standard library only, because it runs under
+whatever Python the sandbox has (a Modal image has no hi_moe). The harness passes this file's
+source with `python -I -c`, so nothing of it has to exist in the sandbox beforehand.
+
+Protocol: stdin carries a 10-digit length, a JSON header of that length, then `secret_len` raw
+bytes. The header says what to write into the working directory, which limits to apply and
+what to run. Nothing secret is ever in argv, the environment or a file.
+
+Two modes:
+
+- ``script``: run one file as ``__main__``; its exit status is the result.
+- ``verdict``: import ``solution.py`` as the module ``solution`` (so ``if __name__ ==
+  "__main__"`` blocks do not run), execute ``checks.py`` in a copy of its namespace (with the
+  builtins as they were before the solution ran), call ``check(<entry_point>)`` when there is
+  one, and only then write the first half of the secret (the marker) on its own line of stdout
+  and leave with ``os._exit(0)``, so no atexit hook or thread of the program runs after it.
+  Anything else (an exception, ``SystemExit``, ``os._exit``, a signal, a timeout) leaves the
+  marker unwritten: the harness reads "passed" from the marker, never from the exit status.
+  On failure the marker is wiped first, then a one-line JSON report prefixed with the second
+  half of the secret goes to stderr, so the harness can tell the runner's report from text the
+  program printed.
+
+While the program runs, an audit hook refuses what would let it read the marker out of this
+interpreter: frames (``sys._getframe``, ``tb_frame``, ``gi_frame``...), tracing and profiling
+hooks, ``gc`` referrer walks, ``ctypes`` and opening ``/proc/<pid>/mem``. The process is also
+non-dumpable, so another process of the same user cannot read its memory. This is defence in
+depth, not a proof: the program shares the interpreter with its checks, see the README's
+threat model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import sys
+from collections.abc import Callable
+from typing import Any
+
+HEADER_DIGITS = 10
+MARKER_LEN = 32
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_CAPBSET_DROP = 24
+PR_SET_SECUREBITS = 28
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+SECBIT_LOCKED_ALL = 0x2F  # NOROOT, NO_SETUID_FIXUP and KEEP_CAPS_LOCKED, each with its lock bit
+CAPABILITY_VERSION_3 = 0x20080522
+SYS_CAPSET = 126  # x86-64; other machines resolve it through libc's capset()
+
+_FRAME_EVENTS = frozenset(
+    {"sys._getframe", "sys._current_frames", "sys._current_exceptions", "sys.addaudithook"}
+)
+_FRAME_ATTRIBUTES = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"})
+_HOOK_EVENTS = ("sys.settrace", "sys.setprofile", "sys._settraceallthreads",
+                "sys._setprofileallthreads", "sys.monitoring", "ctypes.", "gc.get_")  # fmt: skip
+_BLOCKED_MODULES = frozenset({"ctypes", "_ctypes", "_testcapi", "_testinternalcapi", "cffi"})
+_PROC_PID = re.compile(r"^/proc/(self|thread-self|\d+)(/task/\d+)?/?(mem|pagemap)?$")
+
+
+class Refused(ValueError):
+    """Raised by the guard. A ValueError, because the standard library treats a ValueError
+    from sys._getframe as "no frames on this platform" (namedtuple, typing, logging do)."""
+
+
+def _read_exact(into: bytearray | memoryview) -> None:
+    view = memoryview(into)
+    got = 0
+    while got < len(view):
+        n = os.readv(0, [view[got:]])
+        if n == 0:
+            raise SystemExit("sandbox child: stdin ended early")
+        got += n
+
+
+def _read_request() -> tuple[dict[str, Any], bytearray]:
+    size = bytearray(HEADER_DIGITS)
+    _read_exact(size)
+    header = bytearray(int(size))
+    _read_exact(header)
+    request: dict[str, Any] = json.loads(bytes(header))
+    secret = bytearray(int(request.get("secret_len", 0)))
+    _read_exact(secret)  # straight into a bytearray: no str or bytes copy to linger
+    return request, secret
+
+
+def _libc() -> Any:
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _harden(request: dict[str, Any]) -> None:
+    import resource
+
+    for name, value in request.get("rlimits", {}).items():
+        limit = getattr(resource, name)
+        _soft, hard = resource.getrlimit(limit)
+        value = int(value)
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)
+        resource.setrlimit(limit, (value, value))
+    try:
+        libc = _libc()
+    except (ImportError, OSError):
+        return  # no ctypes here: the limits above still hold
+    parent = request.get("parent_pid")
+    if parent is not None:
+        # Die with the harness. The check after prctl closes the race where it died first.
+        libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(70)
+    if request.get("drop_capabilities") and os.geteuid() == 0:
+        _drop_capabilities(libc)
+    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    # Non-dumpable: another process of this user (a child the program starts, say) cannot
+    # read this one's memory or environment through /proc.
+    libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+
+
+def _drop_capabilities(libc: Any) -> None:
+    """Root without capabilities, for good: an empty bounding set and NOROOT, so exec'ing a
+    program gives none back, and no capability left to read another process's memory."""
+    import ctypes
+
+    libc.prctl(PR_SET_SECUREBITS, SECBIT_LOCKED_ALL, 0, 0, 0)
+    for cap in range(64):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            break  # past the last capability this kernel knows
+    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    header = (ctypes.c_uint32 * 2)(CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable, twice: all empty
+    capset = getattr(libc, "capset", None)
+    if capset is not None:
+        capset(header, data)
+    else:
+        libc.syscall(SYS_CAPSET, header, data)
+
+
+def _write_files(files: dict[str, str]) -> None:
+    for name, text in files.items():
+        if os.path.isabs(name) or ".." in name.split("/"):
+            raise SystemExit(f"sandbox child: refusing file name {name!r}")
+        directory = os.path.dirname(name)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        with open(name, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+
+def _forget_ctypes() -> None:
+    """ctypes was only for the set-up above: the program must import it afresh (refused)."""
+    for name in [m for m in sys.modules if m == "ctypes" or m.startswith(("ctypes.", "_ctypes"))]:
+        del sys.modules[name]
+
+
+def _install_guard() -> Callable[[], None]:
+    """Refuse introspection that could reach the marker; returns the switch that lifts it."""
+    on = [True]
+    realpath = os.path.realpath
+    fsdecode = os.fsdecode
+
+    def guard(event: str, args: tuple[Any, ...]) -> None:
+        if not on[0]:
+            return
+        if event in _FRAME_EVENTS:
+            raise Refused(f"{event} is not available in the sandbox")
+        if event == "object.__getattr__":
+            if len(args) > 1 and args[1] in _FRAME_ATTRIBUTES:
+                raise Refused(f"{args[1]} is not available in the sandbox")
+            return
+        if event.startswith(_HOOK_EVENTS):
+            raise Refused(f"{event} is not available in the sandbox")
+        if event == "import" and args and str(args[0]).partition(".")[0] in _BLOCKED_MODULES:
+            raise ImportError(f"{args[0]} is not available in the sandbox")
+        if event == "open" and args and isinstance(args[0], str | bytes):
+            path = fsdecode(args[0]).rstrip("/")
+            if path.rpartition("/")[2] in ("mem", "pagemap") or _PROC_PID.match(realpath(path)):
+                raise PermissionError(f"{path}: not available in the sandbox")
+
+    sys.addaudithook(guard)
+
+    def lift() -> None:
+        on[0] = False
+
+    return lift
+
+
+def _run_script(request: dict[str, Any]) -> None:
+    import runpy
+
+    sys.argv = [request["main"], *request.get("args", [])]
+    runpy.run_path(request["main"], run_name="__main__")
+
+
+def _verdict(request: dict[str, Any], secret: bytearray) -> None:
+    # Everything used after the program has run is bound here, before it runs: the program
+    # may replace module attributes (os.write, builtins.exec...), not these locals.
+    write, exit_now, compile_, exec_ = os.write, os._exit, compile, exec
+    import builtins
+    import importlib.util
+
+    pristine = dict(vars(builtins))
+    entry_point = request.get("entry_point")
+    checks_source = request["checks"]
+    zeros = bytes(MARKER_LEN)
+    marker = memoryview(secret)[:MARKER_LEN]
+    token = bytes(secret[MARKER_LEN:])
+    out, err = sys.stdout, sys.stderr
+    stage = "import"
+    lift = _install_guard()
+    try:
+        spec = importlib.util.spec_from_file_location("solution", os.path.abspath("solution.py"))
+        if spec is None or spec.loader is None:
+            raise ImportError("solution.py cannot be imported")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["solution"] = module
+        spec.loader.exec_module(module)
+        stage = "checks"
+        namespace = dict(vars(module))
+        namespace.update(__name__="checks", __file__="checks.py", __builtins__=pristine)
+        exec_(compile_(checks_source, "checks.py", "exec"), namespace)
+        if entry_point:
+            stage = "check"
+            if "check" not in namespace:
+                raise NameError("the tests define no check(candidate) function")
+            if entry_point not in namespace:
+                raise NameError(f"the solution defines no {entry_point!r}")
+            namespace["check"](namespace[entry_point])
+        stage = "flush"
+        for stream in (out, err):
+            stream.flush()
+    except BaseException as error:  # noqa: BLE001 - every way out of the checks is a failure
+        marker[:] = zeros  # before any other code runs: a failed run never holds the marker
+        lift()
+        _report(write, token, stage, error, checks_source)
+        exit_now(1)
+    write(1, b"\n")
+    write(1, marker)
+    write(1, b"\n")
+    exit_now(0)
+
+
+def _report(
+    write: Callable[[int, bytes], int],
+    token: bytes,
+    stage: str,
+    error: BaseException,
+    checks: str,
+) -> None:
+    """One line for the harness: what failed, where in the program's own files. Only the
+    program's files are named; the runner's own frames are left out."""
+    import linecache
+    import traceback
+
+    # The checks never touch the disk (the program could read them there): give the
+    # traceback their lines from memory.
+    linecache.cache["checks.py"] = (len(checks), None, checks.splitlines(True), "checks.py")
+
+    try:
+        message = str(error)
+    except BaseException:  # noqa: BLE001 - the program's __str__ is untrusted
+        message = "<the exception could not be printed>"
+    frames: list[list[object]] = []
+    try:
+        for frame in traceback.extract_tb(error.__traceback__):
+            if os.path.basename(frame.filename) in ("solution.py", "checks.py"):
+                frames.append([os.path.basename(frame.filename), frame.lineno, frame.name,
+                               (frame.line or "")[:160]])  # fmt: skip
+    except BaseException:  # noqa: BLE001 - a tampered traceback is no reason to hang
+        frames = []
+    report = {
+        "stage": stage,
+        "type": type(error).__name__,
+        "message": message[:500],
+        "frames": frames[-4:],
+    }
+    if isinstance(error, SystemExit):
+        report["message"] = f"exit({error.code!r})"[:100]
+    line = token + b" " + json.dumps(report).encode("utf-8", "replace") + b"\n"
+    with contextlib.suppress(OSError):  # stderr closed by the program: still "failed"
+        write(2, line)
+
+
+def main() -> None:
+    request, secret = _read_request()
+    _harden(request)
+    _forget_ctypes()
+    _write_files(request.get("files", {}))
+    if request["mode"] == "verdict":
+        _verdict(request, secret)
+    else:
+        _run_script(request)
+
+
+if __name__ == "__main__":
+    main()
