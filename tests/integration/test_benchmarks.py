@@ -103,3 +103,15 @@ def test_constraint_checks_print_their_share_of_latency_and_the_cache_cost(
         *(rf"{kind} +# +# +# +#%" for kind in kinds),
         *(rf"{kind} +# +# +# +#$" for kind in kinds),
     )
+
+
+def test_sandbox_prints_each_backend_against_a_bare_subprocess() -> None:
+    out = run_benchmark("sandbox.py", "--runs", "2", "--rounds", "1")
+    assert_figures(
+        out,
+        r"bare python -c pass +# ms",
+        r"process: verdict +# ms +# ms +#",
+        r"bubblewrap: verdict +# ms +# ms +#",
+        r"bubblewrap / process \(verdict\) = #",
+        r"bubblewrap verdict / bare = #",
+    )

@@ -250,3 +250,43 @@ def test_an_unknown_log_level_is_a_usage_error(root_logging: logging.Logger) -> 
     result = runner.invoke(app, ["--log-level", "loud", "providers"])
     assert result.exit_code == 2
     assert "'loud' is not one of" in result.output
+
+
+def test_sandbox_says_which_backend_runs_code_and_what_it_leaves_open() -> None:
+    result = runner.invoke(
+        app, ["sandbox", "--json"], env={"HI_MOE_PIPELINE__SANDBOX__BACKEND": "process"}
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["backend"] == "process"
+    assert {"files", "network", "harness"} <= set(report["does_not_isolate"])
+    assert report["limits"]["timeout_s"] == 10.0
+
+
+def test_sandbox_refuses_a_downgrade_when_isolation_is_required(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("hi_moe.sandbox.bubblewrap.bubblewrap_problem", lambda: "bwrap missing")
+    result = runner.invoke(
+        app, ["sandbox"], env={"HI_MOE_PIPELINE__SANDBOX__REQUIRE_ISOLATION": "true"}
+    )
+    assert result.exit_code == 2
+    assert "require_isolation" in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_run_with_tests_and_required_isolation_fails_before_any_request(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr("hi_moe.sandbox.bubblewrap.bubblewrap_problem", lambda: "bwrap missing")
+    task = tmp_path / "task.json"
+    task.write_text(json.dumps({"prompt": "Write add(a, b).", "tests": "assert add(1, 2) == 3"}))
+    result = runner.invoke(
+        app,
+        ["run", "--task-file", str(task), "--quiet"],
+        env={"HI_MOE_PIPELINE__SANDBOX__REQUIRE_ISOLATION": "true"},
+    )
+    assert result.exit_code == 2, result.output
+    assert "require_isolation" in result.output
+    assert "Traceback" not in result.output

@@ -464,6 +464,33 @@ async def test_generated_code_cannot_hang_the_run() -> None:
     assert "timed out after 0.5 s" in result.reason
 
 
+async def test_a_sandbox_that_cannot_isolate_stops_the_run_before_any_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("hi_moe.sandbox.bubblewrap.bubblewrap_problem", lambda: "no bwrap")
+    mock = MockProvider(respond=scripted(plan_of(("s1", "add", "python", (), "code"))))
+    run, _ = monitor(mock, sandbox=SandboxSettings(require_isolation=True))
+    with pytest.raises(ConfigError, match="require_isolation"):
+        await run.run(Task(prompt="t", tests="assert True"))
+    assert mock.requests == []
+    plain = await run.run(Task(prompt="no tests, no sandbox"))  # nothing to run: no refusal
+    assert plain.status == "succeeded"
+
+
+async def test_the_failure_fed_back_is_the_runner_s_report_not_the_program_s_output() -> None:
+    loud = "print('SECRET-LOOKING ' * 50)\nimport sys\nprint('to stderr', file=sys.stderr)\n"
+    plan = plan_of(("s1", "add", "python", (), "code"))
+    mock = MockProvider(
+        respond=scripted(plan, {"s1": [loud + "def add(a, b):\n    return 0", "x"]})
+    )
+    run, _ = monitor(mock, budget=Budget(step_attempts=2, max_replans=0))
+    await run.run(Task(prompt="t", tests="assert add(1, 2) == 3, 'add(1, 2) is 3'"))
+    feedback = step_requests(mock, "s1")[1].messages[-1].content
+    assert "AssertionError: add(1, 2) is 3" in feedback
+    assert "SECRET-LOOKING" not in feedback
+    assert "to stderr" not in feedback
+
+
 async def test_the_time_budget_stops_the_run() -> None:
     chain = [(f"s{i}", "x", "math", (f"s{i - 1}",) if i > 1 else (), "text") for i in range(1, 6)]
     mock = MockProvider(respond=scripted(plan_of(*chain)), latency_s=0.15)  # type: ignore[arg-type]
