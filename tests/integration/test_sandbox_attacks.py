@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from hi_moe import constraints
 from hi_moe.pipeline import Budget, Journal, MetricsLog, PipelineSettings, ProgressMonitor, Task
 from hi_moe.pipeline.events import Event
 from hi_moe.pipeline.plan import Plan, Step
@@ -267,6 +268,50 @@ def _attacks() -> list[Attack]:
             "try:\n    sys.settrace(tracer)\nexcept ValueError:\n    pass\n" + WRONG,
         ),
         Attack(
+            "grab the runner's frame from a signal handler",
+            "import os, signal\n"
+            "def grab(signum, frame):\n"
+            "    while frame is not None:\n"
+            "        for value in list(frame.f_locals.values()):\n"
+            "            if isinstance(value, (bytearray, memoryview)) and len(value) >= 32:\n"
+            "                os.write(1, b'\\n' + bytes(value)[:32] + b'\\n')\n"
+            "                os._exit(0)\n"
+            "        frame = frame.f_back\n"
+            "try:\n"
+            "    signal.signal(signal.SIGALRM, grab)\n"
+            "    signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)\n"
+            "except ValueError:\n    pass\n"
+            "def add(a, b):\n    for _ in range(300000):\n        pass\n    return 0\n",
+        ),
+        Attack(
+            "install a signal handler from a finalizer run by the runner's thread",
+            "import gc, os, signal\n"
+            "def grab(signum, frame):\n"
+            "    while frame is not None:\n"
+            "        for value in list(frame.f_locals.values()):\n"
+            "            if isinstance(value, (bytearray, memoryview)) and len(value) >= 32:\n"
+            "                os.write(1, b'\\n' + bytes(value)[:32] + b'\\n')\n"
+            "                os._exit(0)\n"
+            "        frame = frame.f_back\n"
+            "class Trap:\n"
+            "    def __init__(self):\n        self.me = self\n"
+            "    def __del__(self):\n"
+            "        try:\n"
+            "            signal.signal(signal.SIGALRM, grab)\n"
+            "            signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)\n"
+            "        except ValueError:\n            Trap()\n"
+            "gc.set_threshold(1, 1, 1)\n"
+            "for _ in range(2000):\n    Trap()\n"
+            "def add(a, b):\n    return 0\n",
+        ),
+        Attack(
+            "interrupt the runner's thread, look for its worker",
+            "import _thread, threading\n"
+            "for thread in threading.enumerate():\n"
+            "    print(getattr(thread, '_target', None), getattr(thread, '_args', None))\n"
+            "_thread.interrupt_main()\n" + WRONG,
+        ),
+        Attack(
             "replace the builtins the tests use",
             "import builtins\nbuiltins.AssertionError = type('Nope', (Exception,), {})\n"
             "builtins.abs = lambda x: 0\n" + WRONG,
@@ -387,7 +432,13 @@ async def _run(arena: Arena, backend: str, code: str, caplog: pytest.LogCaptureF
         journal=journal,
         on_event=[MetricsLog(metrics), events.append],
     )
-    await monitor.sandbox_backend()  # the one-time probe is not the attack's time
+    # One-time costs are not the attack's time: the bubblewrap probe, and importing XGrammar
+    # and compiling the code grammar the mock checks its reply against.
+    await monitor.sandbox_backend()
+    await monitor.dispatcher.survey()
+    constraint = monitor.dispatcher.assign(plan.steps[0]).constraint
+    if constraint is not None:
+        await asyncio.to_thread(constraints.validate, constraint)
     caplog.set_level(logging.DEBUG)
     started = time.monotonic()
     result = await monitor.run(Task(prompt="Write add(a, b).", tests=TESTS), plan=plan)
@@ -494,13 +545,21 @@ async def test_uncontained_attacks_really_get_through(
 
 
 HARNESS = """
-import asyncio, json, resource, sys, time
+import asyncio, json, sys, time
 sys.modules['xgrammar'] = None  # the mock then checks code as JSON: no torch in this process
+from hi_moe import constraints
 from hi_moe.pipeline import Budget, PipelineSettings, ProgressMonitor, Task
 from hi_moe.pipeline.plan import Plan, Step
 from hi_moe.providers import MockProvider
 from hi_moe.sandbox import SandboxSettings
 from tests.unit.pipeline_support import scripted
+
+def peak_kb():
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the parent (pytest, with
+    # torch loaded by other tests), VmHWM belongs to this process's own memory.
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
 
 FLOOD = "import sys\\nchunk = 'x' * 65536\\nfor _ in range(16384):\\n    sys.stdout.write(chunk)\\n"
 PLAN = Plan(steps=(Step(id="s1", goal="g", domain="python", output="code"),))
@@ -512,12 +571,12 @@ async def main():
     )
     monitor = ProgressMonitor(MockProvider(respond=scripted(PLAN, {"s1": FLOOD})), settings)
     await monitor.sandbox_backend()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_kb()
     started = time.monotonic()
     result = await monitor.run(Task(prompt="t", tests="assert True"), plan=PLAN)
     print(json.dumps({
         "before_kb": before,
-        "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "peak_kb": peak_kb(),
         "error": result.steps["s1"].error,
         "wall_s": time.monotonic() - started,
     }))

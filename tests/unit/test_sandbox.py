@@ -409,3 +409,20 @@ def test_the_old_sandbox_keys_still_work_with_a_warning() -> None:
     with pytest.warns(DeprecationWarning, match=r"\[pipeline.sandbox\] timeout_s"):
         settings = PipelineSettings(sandbox_timeout_s=3.0, sandbox_memory_mb=512)  # type: ignore[call-arg]
     assert (settings.sandbox.timeout_s, settings.sandbox.memory_mb) == (3.0, 512)
+
+
+def test_a_program_that_locks_its_directory_is_still_cleaned_up(tmp_path: Path) -> None:
+    backend = ProcessBackend(warn=False)
+    target = tmp_path / "keep"
+    target.mkdir()
+    target.chmod(0o755)
+    program = (
+        "import os\nos.makedirs('a/b')\nopen('a/b/f', 'w').write('x')\n"
+        f"os.symlink({str(target)!r}, 'link')\nos.chmod('a/b', 0)\nos.chmod('a', 0)\n"
+        "print(os.getcwd())"
+    )
+    run = backend.run_sync(Program.script(program), Limits())
+    workdir = Path(run.stdout.strip())
+    assert not workdir.exists()
+    assert target.exists()
+    assert target.stat().st_mode & 0o777 == 0o755  # the link was not followed

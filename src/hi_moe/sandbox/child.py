@@ -10,11 +10,12 @@ limits to apply and what to run. Nothing secret is ever in argv, the environment
 Two modes:
 
 - ``script``: run one file as ``__main__``; its exit status is the result.
-- ``verdict``: import ``solution.py`` as the module ``solution`` (so ``if __name__ ==
-  "__main__"`` blocks do not run), execute ``checks.py`` in a copy of its namespace (with the
-  builtins as they were before the solution ran), call ``check(<entry_point>)`` when there is
-  one, and only then write the first half of the secret (the marker) on its own line of stdout
-  and leave with ``os._exit(0)``, so no atexit hook or thread of the program runs after it.
+- ``verdict``: in a worker thread, import ``solution.py`` as the module ``solution`` (so ``if
+  __name__ == "__main__"`` blocks do not run), execute ``checks.py`` in a copy of its namespace
+  (with the builtins as they were before the solution ran), call ``check(<entry_point>)`` when
+  there is one; then, in the main thread, which never runs the program's code, write the
+  first half of the secret (the marker) on its own line of stdout and leave with
+  ``os._exit(0)``, so no atexit hook or thread of the program runs after it.
   Anything else (an exception, ``SystemExit``, ``os._exit``, a signal, a timeout) leaves the
   marker unwritten: the harness reads "passed" from the marker, never from the exit status.
   On failure the marker is wiped first, then a one-line JSON report prefixed with the second
@@ -219,21 +220,55 @@ def _run_script(request: dict[str, Any]) -> None:
 
 
 def _verdict(request: dict[str, Any], secret: bytearray) -> None:
-    # Everything used after the program has run is bound here, before it runs: the program
-    # may replace module attributes (os.write, builtins.exec...), not these locals.
-    write, exit_now, compile_, exec_ = os.write, os._exit, compile, exec
-    import builtins
-    import types
+    """Run the checks in a worker thread; only this (main) thread holds the marker.
 
-    pristine = dict(vars(builtins))
-    entry_point = request.get("entry_point")
-    checks_source = request["checks"]
+    The program never runs a line in this thread: Python runs signal handlers here, with the
+    frame they interrupted as an argument (the one way to a frame that no audit hook sees),
+    and only this thread may install one. Started with `_thread`, the worker has no Thread
+    object whose target or arguments `threading.enumerate()` would show the program. After
+    the worker is done, this thread allocates nothing (so no finalizer of the program runs
+    here) until the marker is written or wiped.
+    """
+    import _thread
+
+    # Everything used after the program has run is bound before it runs: the program may
+    # replace module attributes (os.write, builtins.exec...), not these locals.
+    write, exit_now = os.write, os._exit
     zeros = bytes(MARKER_LEN)
     marker = memoryview(secret)[:MARKER_LEN]
     token = bytes(secret[MARKER_LEN:])
+    outcome: list[Any] = []  # [True] when the checks ran to the end, else [stage, error]
+    done = _thread.allocate_lock()
+    done.acquire()
+    lift = _install_guard()
+    try:
+        _thread.start_new_thread(_check_in_worker, (request, outcome, done))
+        done.acquire()
+    except BaseException as error:  # noqa: BLE001 - KeyboardInterrupt sent by the program
+        outcome[:] = ["wait", error]
+    if outcome and outcome[0] is True:
+        write(1, b"\n")
+        write(1, marker)
+        write(1, b"\n")
+        exit_now(0)
+    marker[:] = zeros  # before anything else: a failed run never holds the marker
+    lift()
+    stage, error = outcome if len(outcome) == 2 else ("check", RuntimeError("no outcome"))
+    _report(write, token, stage, error, request["checks"])
+    exit_now(1)
+
+
+def _check_in_worker(request: dict[str, Any], outcome: list[Any], done: Any) -> None:
+    """Import the solution as a module, run the checks, say how it went: [True] only when
+    every check ran to the end. Runs in the worker thread, where the program's code runs."""
+    import builtins
+    import types
+
+    compile_, exec_ = compile, exec
+    pristine = dict(vars(builtins))
+    entry_point = request.get("entry_point")
     out, err = sys.stdout, sys.stderr
     stage = "import"
-    lift = _install_guard()
     try:
         path = os.path.abspath("solution.py")
         with open(path, encoding="utf-8") as handle:
@@ -246,7 +281,7 @@ def _verdict(request: dict[str, Any], secret: bytearray) -> None:
         stage = "checks"
         namespace = dict(vars(module))
         namespace.update(__name__="checks", __file__="checks.py", __builtins__=pristine)
-        exec_(compile_(checks_source, "checks.py", "exec"), namespace)
+        exec_(compile_(request["checks"], "checks.py", "exec"), namespace)
         if entry_point:
             stage = "check"
             if "check" not in namespace:
@@ -257,15 +292,11 @@ def _verdict(request: dict[str, Any], secret: bytearray) -> None:
         stage = "flush"
         for stream in (out, err):
             stream.flush()
+        outcome[:] = [True]
     except BaseException as error:  # noqa: BLE001 - every way out of the checks is a failure
-        marker[:] = zeros  # before any other code runs: a failed run never holds the marker
-        lift()
-        _report(write, token, stage, error, checks_source)
-        exit_now(1)
-    write(1, b"\n")
-    write(1, marker)
-    write(1, b"\n")
-    exit_now(0)
+        outcome[:] = [stage, error]
+    finally:
+        done.release()
 
 
 def _report(

@@ -484,8 +484,14 @@ def remove_tree(path: str) -> None:
     import shutil
 
     for root, _dirs, _files in os.walk(path):
+        # Through an fd opened without following links: a directory the program swapped for
+        # a symlink to /etc must not have /etc's mode changed.
         with contextlib.suppress(OSError):
-            os.chmod(root, 0o700)
+            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            try:
+                os.fchmod(fd, 0o700)
+            finally:
+                os.close(fd)
     shutil.rmtree(path, ignore_errors=True)
 
 
