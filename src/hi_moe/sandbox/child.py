@@ -244,8 +244,8 @@ def _verdict(request: dict[str, Any], secret: bytearray) -> None:
     try:
         _thread.start_new_thread(_check_in_worker, (request, outcome, done))
         done.acquire()
-    except BaseException as error:  # noqa: BLE001 - KeyboardInterrupt sent by the program
-        outcome[:] = ["wait", error]
+    except BaseException as interrupted:  # noqa: BLE001 - KeyboardInterrupt from the program
+        outcome[:] = ["wait", interrupted]
     if outcome and outcome[0] is True:
         write(1, b"\n")
         write(1, marker)
