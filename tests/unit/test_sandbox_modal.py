@@ -41,7 +41,7 @@ def test_the_sandbox_is_created_isolated_and_limited(no_network: list[object]) -
     assert isinstance(options["image"], modal.Image)
     assert options["block_network"] is True
     assert options["timeout"] == 13 + 10  # Modal's backstop, past the harness's own deadline
-    assert (options["cpu"], options["memory"]) == (0.5, 768)
+    assert (options["cpu"], options["memory"]) == ((0.5, 0.5), (768, 768))  # hard limits
     assert "secrets" not in options  # nothing of the harness goes in
     assert "volumes" not in options
     command = backend.command()

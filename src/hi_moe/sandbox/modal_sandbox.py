@@ -71,8 +71,10 @@ class ModalSandboxBackend(SandboxBackend):
         return {
             "image": self.image,
             "timeout": math.ceil(limits.timeout_s) + LIFETIME_SLACK_S,
-            "cpu": self.cpu,
-            "memory": limits.memory_mb,
+            # (request, limit): a bare number is only a request, which Modal lets a sandbox
+            # burst past when the host has room.
+            "cpu": (self.cpu, self.cpu),
+            "memory": (limits.memory_mb, limits.memory_mb),
             "block_network": True,
             "workdir": WORKDIR,
         }
