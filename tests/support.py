@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -52,3 +53,38 @@ def requires_bubblewrap() -> pytest.MarkDecorator:
         problem is not None,
         reason=f"needs bubblewrap (apt-get install bubblewrap): {problem}",
     )
+
+
+def refuse_connections(
+    monkeypatch: pytest.MonkeyPatch, error: type[Exception] = AssertionError
+) -> list[object]:
+    """Make every socket connect fail with `error`, recording the addresses tried: the socket
+    guard of the offline tests."""
+    import socket
+
+    attempts: list[object] = []
+
+    def refuse(self: socket.socket, address: object) -> None:
+        attempts.append(address)
+        raise error(f"network access attempted: {address!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    return attempts
+
+
+def live_processes(tag: str) -> list[int]:
+    """Pids of the processes (zombies left out) whose command line contains `tag`."""
+    from pathlib import Path
+
+    alive = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
+                state = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if tag.encode() in cmdline and state != "Z":
+                alive.append(int(name))
+    return alive

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +29,7 @@ from hi_moe.errors import HiMoeError, InvalidConstraint, UnsupportedConstraint
 from hi_moe.providers import MockProvider, ModalVLLMProvider, OpenAIJSONProvider
 from hi_moe.retry import RetryPolicy
 from hi_moe.types import Choice, Completion, CompletionRequest, JsonSchema
+from tests.support import refuse_connections
 
 pytestmark = pytest.mark.integration
 
@@ -49,14 +49,7 @@ FUZZ = settings(
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
     """Fail, and record, any attempt to open a real connection."""
-    attempts: list[object] = []
-
-    def refuse(self: socket.socket, address: object) -> None:
-        attempts.append(address)
-        raise OSError(f"the fuzz tests must not connect anywhere (tried {address!r})")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    attempts = refuse_connections(monkeypatch, OSError)
     yield attempts
     assert attempts == [], "a real connection was attempted"
 

@@ -36,6 +36,7 @@ from hi_moe.pipeline.result import RunResult
 from hi_moe.providers import MockProvider
 from hi_moe.sandbox import Isolation, SandboxSettings, bubblewrap_problem, load_backend
 from hi_moe.sandbox.launch import pids_cgroups_available
+from tests.support import live_processes
 from tests.unit.pipeline_support import scripted
 
 TIMEOUT_S = 3.0
@@ -58,6 +59,18 @@ class Attack:
     """Uncontained, it would hurt the machine running the tests: never run uncontained."""
     slow: bool = False
     """Runs into the timeout on purpose."""
+
+
+GRAB_FRAME = (
+    "def grab(signum, frame):\n"
+    "    while frame is not None:\n"
+    "        for value in list(frame.f_locals.values()):\n"
+    "            if isinstance(value, (bytearray, memoryview)) and len(value) >= 32:\n"
+    "                os.write(1, b'\\n' + bytes(value)[:32] + b'\\n')\n"
+    "                os._exit(0)\n"
+    "        frame = frame.f_back\n"
+)
+"""A signal handler that looks for the marker in the frames it interrupted."""
 
 
 def _attacks() -> list[Attack]:
@@ -269,15 +282,7 @@ def _attacks() -> list[Attack]:
         ),
         Attack(
             "grab the runner's frame from a signal handler",
-            "import os, signal\n"
-            "def grab(signum, frame):\n"
-            "    while frame is not None:\n"
-            "        for value in list(frame.f_locals.values()):\n"
-            "            if isinstance(value, (bytearray, memoryview)) and len(value) >= 32:\n"
-            "                os.write(1, b'\\n' + bytes(value)[:32] + b'\\n')\n"
-            "                os._exit(0)\n"
-            "        frame = frame.f_back\n"
-            "try:\n"
+            "import os, signal\n" + GRAB_FRAME + "try:\n"
             "    signal.signal(signal.SIGALRM, grab)\n"
             "    signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)\n"
             "except ValueError:\n    pass\n"
@@ -285,15 +290,7 @@ def _attacks() -> list[Attack]:
         ),
         Attack(
             "install a signal handler from a finalizer run by the runner's thread",
-            "import gc, os, signal\n"
-            "def grab(signum, frame):\n"
-            "    while frame is not None:\n"
-            "        for value in list(frame.f_locals.values()):\n"
-            "            if isinstance(value, (bytearray, memoryview)) and len(value) >= 32:\n"
-            "                os.write(1, b'\\n' + bytes(value)[:32] + b'\\n')\n"
-            "                os._exit(0)\n"
-            "        frame = frame.f_back\n"
-            "class Trap:\n"
+            "import gc, os, signal\n" + GRAB_FRAME + "class Trap:\n"
             "    def __init__(self):\n        self.me = self\n"
             "    def __del__(self):\n"
             "        try:\n"
@@ -352,17 +349,7 @@ class Arena:
         return found
 
     def live_processes(self) -> list[int]:
-        alive = []
-        for name in os.listdir("/proc"):
-            if name.isdigit():
-                try:
-                    cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
-                    state = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()[0]
-                except OSError:
-                    continue
-                if self.tag.encode() in cmdline and state != "Z":
-                    alive.append(int(name))
-        return alive
+        return live_processes(self.tag)
 
 
 @pytest.fixture
@@ -552,6 +539,7 @@ from hi_moe.pipeline import Budget, PipelineSettings, ProgressMonitor, Task
 from hi_moe.pipeline.plan import Plan, Step
 from hi_moe.providers import MockProvider
 from hi_moe.sandbox import SandboxSettings
+from tests.support import live_processes
 from tests.unit.pipeline_support import scripted
 
 def peak_kb():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 
 from hi_moe import deploy
-from tests.support import requires
+from tests.support import refuse_connections, requires
 
 pytestmark = requires("modal", "modal")
 
@@ -27,15 +26,7 @@ DEPLOYMENT = ROOT / "deployment" / "modal"
 @pytest.fixture
 def no_network(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """Any attempt to open a connection fails the test: defining the apps must not need one."""
-    attempts: list[object] = []
-
-    def refuse(self: socket.socket, address: object) -> None:
-        attempts.append(address)
-        raise AssertionError(f"network access attempted: {address}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    return attempts
+    return refuse_connections(monkeypatch)
 
 
 def load(name: str, monkeypatch: pytest.MonkeyPatch, mode: str = "dev") -> ModuleType:

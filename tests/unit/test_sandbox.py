@@ -27,7 +27,7 @@ from hi_moe.sandbox import (
 )
 from hi_moe.sandbox.launch import Capture, child_command, encode_request, kill_descendants
 from hi_moe.sandbox.scrub import REDACTED, redact, remember_secret
-from tests.support import requires_bubblewrap
+from tests.support import live_processes, requires_bubblewrap
 
 ADD = "def add(a, b):\n    return a + b\n"
 
@@ -119,21 +119,7 @@ async def test_forked_children_die_with_the_run(backend: SandboxBackend, tmp_pat
     )
     run = await backend.run(Program.script(program), Limits(timeout_s=1.0))
     assert run.timed_out
-    assert _alive(tag) == []
-
-
-def _alive(tag: str) -> list[int]:
-    alive = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
-                state = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if tag.encode() in cmdline and state != "Z":
-                alive.append(int(name))
-    return alive
+    assert live_processes(tag) == []
 
 
 def test_the_scan_kills_a_session_tree_without_cgroups() -> None:
@@ -148,15 +134,15 @@ def test_the_scan_kills_a_session_tree_without_cgroups() -> None:
         start_new_session=True,
     )  # fmt: skip
     deadline = time.monotonic() + 5
-    while len(_alive(tag)) < 4 and time.monotonic() < deadline:
+    while len(live_processes(tag)) < 4 and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert len(_alive(tag)) == 4
+    assert len(live_processes(tag)) == 4
     assert kill_descendants(leader.pid) >= 4
     leader.wait(5)
     deadline = time.monotonic() + 5
-    while _alive(tag) and time.monotonic() < deadline:
+    while live_processes(tag) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert _alive(tag) == []
+    assert live_processes(tag) == []
 
 
 async def test_cancelling_a_run_kills_it_before_the_cancellation_returns(
@@ -169,14 +155,14 @@ async def test_cancelling_a_run_kills_it_before_the_cancellation_returns(
     )
     task = asyncio.create_task(backend.run(Program.script(program), Limits(timeout_s=60)))
     deadline = time.monotonic() + 10
-    while not _alive(tag) and time.monotonic() < deadline:  # noqa: ASYNC110 - polling /proc
+    while not live_processes(tag) and time.monotonic() < deadline:  # noqa: ASYNC110 - polling /proc
         await asyncio.sleep(0.02)
     started = time.monotonic()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert time.monotonic() - started < 3
-    assert _alive(tag) == []
+    assert live_processes(tag) == []
 
 
 async def test_run_script_uses_the_configured_backend() -> None:

@@ -5,7 +5,6 @@ built (no token, no network), and the run path is driven through a stand-in for
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,22 +14,14 @@ import pytest
 
 from hi_moe.sandbox import Limits, ModalSandboxBackend, SandboxSettings, check_solution
 from hi_moe.sandbox.launch import child_source
-from tests.support import requires
+from tests.support import refuse_connections, requires
 
 pytestmark = requires("modal", "modal")
 
 
 @pytest.fixture
 def no_network(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    attempts: list[object] = []
-
-    def refuse(self: socket.socket, address: object) -> None:
-        attempts.append(address)
-        raise AssertionError(f"network access attempted: {address}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    return attempts
+    return refuse_connections(monkeypatch)
 
 
 def test_the_sandbox_is_created_isolated_and_limited(no_network: list[object]) -> None:
