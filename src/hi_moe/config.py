@@ -34,12 +34,14 @@ from pydantic_settings import (
 from hi_moe.errors import ConfigError
 from hi_moe.pipeline.settings import PipelineSettings
 from hi_moe.specialists import default_adapters
+from hi_moe.types import ConstraintKind
 
 if TYPE_CHECKING:
     from hi_moe.providers.base import InferenceProvider
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "ConstraintSettings",
     "MockSettings",
     "ModalSettings",
     "OpenAISettings",
@@ -107,6 +109,9 @@ class ModalSettings(BaseModel):
     retry_deadline_s: Seconds = 300.0
     allow_insecure_http: bool = False
     """Allow plain http:// to a host other than loopback."""
+    trust_server_constraints: list[ConstraintKind] = Field(default_factory=list)
+    """Constraint kinds to send although outputs of that kind cannot be checked here (EBNF
+    grammars without the grammar extra): the server is trusted to enforce them."""
 
 
 class OpenAISettings(BaseModel):
@@ -125,6 +130,16 @@ class OpenAISettings(BaseModel):
     retry_deadline_s: Seconds = 300.0
 
 
+class ConstraintSettings(BaseModel):
+    """`[constraints]`: how long validating a constraint or checking an output may take."""
+
+    model_config = _SECTION
+
+    compile_timeout_s: Seconds = 30.0
+    """Past this a constraint is refused as `InvalidConstraint` (an XGrammar compile of a large
+    real-world schema takes seconds; the compile goes on and is cached for the next request)."""
+
+
 class Settings(BaseSettings):
     """All of hi_moe's configuration. Build with `Settings.load()` to get `ConfigError`s."""
 
@@ -137,6 +152,7 @@ class Settings(BaseSettings):
     mock: MockSettings = Field(default_factory=MockSettings)
     modal: ModalSettings = Field(default_factory=ModalSettings)
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
+    constraints: ConstraintSettings = Field(default_factory=ConstraintSettings)
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     """`[pipeline]`: specialists, limits, budget and routing for `hi-moe run`."""
@@ -261,7 +277,9 @@ def load_provider(settings: Settings | None = None, name: str | None = None) -> 
     """Build the provider `name`, by default the one `settings.provider` names (settings are
     loaded when omitted)."""
     settings = settings if settings is not None else Settings.load()
-    return provider_class(name or settings.provider).from_settings(settings)
+    provider = provider_class(name or settings.provider).from_settings(settings)
+    provider.compile_timeout_s = settings.constraints.compile_timeout_s
+    return provider
 
 
 def load_providers(settings: Settings | None = None) -> dict[str, InferenceProvider]:

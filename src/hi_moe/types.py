@@ -127,7 +127,17 @@ def constraint_key(constraint: Constraint) -> str:
     """A stable string naming a constraint's content; the cache key for compiled grammars.
 
     JSON keys keep their order: property order shapes the grammar a schema compiles to.
+    Computed once per instance: a real-world schema serializes in milliseconds, and every
+    cache lookup of every request would pay it again on the event loop.
     """
+    cached: str | None = constraint.__dict__.get("_key")
+    if cached is None:
+        cached = _key(constraint)
+        object.__setattr__(constraint, "_key", cached)  # frozen: its content cannot change
+    return cached
+
+
+def _key(constraint: Constraint) -> str:
     match constraint:
         case JsonSchema(schema=schema):
             return "json_schema:" + json.dumps(schema, separators=(",", ":"))

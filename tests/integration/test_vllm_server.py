@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,12 @@ import httpx
 import pytest
 
 from hi_moe import Choice, CompletionRequest, Grammar, JsonSchema, Regex, constraints
-from hi_moe.errors import AuthenticationError, InvalidConstraint, UnknownAdapter
+from hi_moe.errors import (
+    AuthenticationError,
+    ConstraintViolation,
+    InvalidConstraint,
+    UnknownAdapter,
+)
 from hi_moe.providers.modal_vllm import ModalVLLMProvider
 from hi_moe.types import Constraint
 from tests.integration.conftest import BASE_MODEL, VLLMServer
@@ -178,3 +184,39 @@ async def test_many_concurrent_requests_all_succeed(provider: ModalVLLMProvider)
         assert completion.model == (request.adapter or BASE_MODEL)
         if request.constraint is not None:
             constraints.check(request.constraint, completion.text)
+
+
+async def test_a_max_length_string_schema_returns_strict_json_or_a_violation(
+    provider: ModalVLLMProvider,
+) -> None:
+    """Under `maxLength` XGrammar's JSON grammar lets raw control characters into strings:
+    what comes back is RFC 8259 JSON every time (repaired, canonical), or refused."""
+    schema = JsonSchema(
+        {
+            "type": "object",
+            "properties": {
+                "title": {"type": "string", "maxLength": 12},
+                "tags": {"type": "array", "items": {"type": "string", "maxLength": 6},
+                         "maxItems": 3},
+            },
+            "required": ["title", "tags"],
+            "additionalProperties": False,
+        }
+    )  # fmt: skip
+    returned = violations = repaired = 0
+    for seed in range(40):
+        request = CompletionRequest.from_prompt(
+            f"Name a thing ({seed}).", constraint=schema, max_tokens=96, temperature=1.0,
+            seed=seed,
+        )  # fmt: skip
+        try:
+            done = await provider.complete(request)
+        except ConstraintViolation:
+            violations += 1
+            continue
+        returned += 1
+        value = json.loads(done.text)  # strict: raises on a raw control character
+        assert value == done.parsed
+        repaired += done.text == json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    print(f"\n{returned} strict JSON answers ({repaired} canonical), {violations} refused")
+    assert returned > 0

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from hi_moe import constraints
 from hi_moe.errors import (
     ConfigError,
     ConstraintViolation,
@@ -107,6 +108,12 @@ class ProgressMonitor:
             json_max_chars=s.json_max_chars,
         )
         self.fleet = Fleet(max_parallel=s.max_parallel, step_timeout_s=s.step_timeout_s)
+        # The plan schema and the output constraints are the same for every run: compile them
+        # in the background now, so no request waits for XGrammar (or its import).
+        d = self.dispatcher
+        constraints.precompile(
+            [self.architect.constraint, d.code_grammar, d.code_schema, d.json_schema]
+        )
 
     # -- events -------------------------------------------------------------------------------
 

@@ -4,13 +4,19 @@ A provider implements `_complete` (and optionally `_stream`), `adapters` and `he
 public `complete` and `stream` wrap them with the rules every provider keeps, so no backend can
 forget one: an unsupported or malformed constraint fails before any network call, and an output
 that breaks its constraint is raised as `ConstraintViolation`, never returned.
+
+A backend validates in its own dialect (`validate_constraint`: what XGrammar compiles, what
+OpenAI's strict mode expresses, what the mock can sample); the check after the answer is
+always the whole constraint. Both run off the event loop where they can be slow, bounded by
+`compile_timeout_s`.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Hashable
 from types import TracebackType
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Self
 
@@ -18,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hi_moe import constraints
 from hi_moe.errors import ConstraintViolation, UnknownAdapter, UnsupportedConstraint
-from hi_moe.types import Completion, CompletionRequest, ConstraintKind
+from hi_moe.types import Completion, CompletionRequest, Constraint, ConstraintKind
 
 if TYPE_CHECKING:
     from hi_moe.config import Settings
@@ -29,6 +35,7 @@ __all__ = [
     "CompletionStream",
     "Health",
     "InferenceProvider",
+    "checkable_kinds",
 ]
 
 ALL_CONSTRAINT_KINDS: frozenset[ConstraintKind] = frozenset(
@@ -52,6 +59,14 @@ class Capabilities(BaseModel):
         return kind in self.constraint_kinds
 
 
+def checkable_kinds(
+    kinds: frozenset[ConstraintKind], trusted: frozenset[str] = frozenset()
+) -> frozenset[ConstraintKind]:
+    """The kinds a provider may accept: those whose outputs can be checked here, and those the
+    user trusts the server to enforce (`trust_server_constraints`). Fail closed otherwise."""
+    return frozenset(k for k in kinds if constraints.locally_checked(k) or k in trusted)
+
+
 class Health(BaseModel):
     """A provider's readiness. `starting` is a cold Modal app still loading its model."""
 
@@ -72,6 +87,8 @@ class InferenceProvider(ABC):
 
     name: ClassVar[str]
     capabilities: Capabilities
+    compile_timeout_s: float = constraints.COMPILE_TIMEOUT_S
+    """Bound on validating one constraint (an XGrammar compile) and on checking one output."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -81,35 +98,82 @@ class InferenceProvider(ABC):
     # -- the rules every provider keeps ---------------------------------------------------
 
     def prepare(self, request: CompletionRequest) -> None:
-        """Refuse, before any network call, what this provider cannot do for `request`."""
+        """Refuse, before any network call, what this provider cannot do for `request`. (The
+        async paths run the validation in a worker thread: this is the blocking form.)"""
+        self._refuse_unsupported(request)
+        if request.constraint is not None:
+            self.validate_constraint(request.constraint)
+
+    def _refuse_unsupported(self, request: CompletionRequest) -> None:
         constraint = request.constraint
-        if constraint is not None:
-            if not self.capabilities.supports(constraint.kind):
-                raise UnsupportedConstraint(
-                    constraint.kind, self.name, self.unsupported_hint(constraint.kind)
-                )
-            constraints.validate(constraint)
+        if constraint is not None and not self.capabilities.supports(constraint.kind):
+            raise UnsupportedConstraint(
+                constraint.kind, self.name, self.unsupported_hint(constraint.kind)
+            )
         if request.adapter is not None and not self.capabilities.adapters:
             raise UnknownAdapter(request.adapter, [], provider=self.name)
+
+    def validate_constraint(self, constraint: Constraint) -> constraints.ConstraintReport:
+        """This backend's question about a constraint (blocking; cached by content and
+        `dialect` in the async paths). `InvalidConstraint` when it cannot take it. The base
+        asks only whether outputs can be checked here; backends that compile or rewrite
+        constraints say more."""
+        return constraints.validate_local(constraint)
+
+    def _prepare_constraint(self, constraint: Constraint) -> constraints.ConstraintReport:
+        """In the worker thread: validate, then whatever per-constraint work a backend would
+        otherwise do on the event loop for every request (`_warm`)."""
+        report = self.validate_constraint(constraint)
+        self._warm(constraint)
+        return report
+
+    def _warm(self, constraint: Constraint) -> None:  # noqa: B027 - optional hook
+        """Precompute per-constraint request parts (a backend's encoded schema, say)."""
+
+    @property
+    def dialect(self) -> Hashable:
+        """What `validate_constraint`'s answer depends on besides the constraint."""
+        return type(self)
+
+    async def _aprepare(self, request: CompletionRequest) -> None:
+        self._refuse_unsupported(request)
+        constraint = request.constraint
+        if constraint is not None:
+            await constraints.in_worker(
+                (self.dialect, constraint),
+                functools.partial(self._prepare_constraint, constraint),
+                timeout_s=self.compile_timeout_s,
+                kind=constraint.kind,
+            )
+
+    async def _acheck(self, constraint: Constraint, completion: Completion) -> constraints.Checked:
+        """Check an output, in a worker thread when it is long (bounded: past the time the
+        output counts as not checked, which fails closed)."""
+        text, finish = completion.text, completion.finish_reason
+        if not constraints.heavy(constraint, text):
+            return constraints.check_output(constraint, text, finish_reason=finish)
+        return await constraints.check_in_worker(
+            constraint, text, finish_reason=finish, timeout_s=self.compile_timeout_s
+        )
 
     def unsupported_hint(self, kind: ConstraintKind) -> str:
         """What to do instead when `kind` is unsupported; shown in `UnsupportedConstraint`."""
         return "route it to a provider that can (the modal/vLLM provider enforces every kind)"
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        """One checked completion. `parsed` holds the JSON value for `JsonSchema` requests."""
-        self.prepare(request)
+        """One checked completion. `parsed` holds the JSON value for `JsonSchema` requests;
+        `text` is the output, or canonical JSON where raw control characters in its strings
+        were the only fault."""
+        await self._aprepare(request)
         completion = await self._complete(request)
         if request.constraint is None:
             return completion
         try:
-            parsed = constraints.check(
-                request.constraint, completion.text, finish_reason=completion.finish_reason
-            )
+            checked = await self._acheck(request.constraint, completion)
         except ConstraintViolation as violation:
             violation.usage = completion.usage  # the tokens were spent all the same
             raise
-        return completion.model_copy(update={"parsed": parsed})
+        return completion.model_copy(update={"text": checked.text, "parsed": checked.parsed})
 
     def stream(self, request: CompletionRequest) -> CompletionStream:
         """Text chunks as they are generated; afterwards `.completion` holds the whole result.
@@ -176,7 +240,7 @@ class CompletionStream(AsyncIterator[str]):
 
     async def _run(self) -> AsyncGenerator[str, None]:
         provider, request = self.provider, self.request
-        provider.prepare(request)
+        await provider._aprepare(request)
         started = time.perf_counter()
         parts: list[str] = []
         final: Completion | None = None
@@ -189,9 +253,11 @@ class CompletionStream(AsyncIterator[str]):
         text = "".join(parts)
         if final is None:
             final = Completion(text=text, provider=provider.name, model="")
+        final = final.model_copy(update={"text": text})
         parsed = None
         if request.constraint is not None:
-            parsed = constraints.check(request.constraint, text, finish_reason=final.finish_reason)
+            checked = await provider._acheck(request.constraint, final)
+            text, parsed = checked.text, checked.parsed
         self.completion = final.model_copy(
             update={"text": text, "parsed": parsed, "latency_s": time.perf_counter() - started}
         )

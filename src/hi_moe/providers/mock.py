@@ -19,7 +19,7 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Self, TypeAlias
 
 from hi_moe import constraints, sampling
@@ -30,7 +30,14 @@ from hi_moe.errors import (
     UnsupportedConstraint,
 )
 from hi_moe.providers.base import ALL_CONSTRAINT_KINDS, Capabilities, Health, InferenceProvider
-from hi_moe.types import Completion, CompletionRequest, ConstraintKind, FinishReason, Usage
+from hi_moe.types import (
+    Completion,
+    CompletionRequest,
+    Constraint,
+    ConstraintKind,
+    FinishReason,
+    Usage,
+)
 
 if TYPE_CHECKING:
     from hi_moe.config import Settings
@@ -53,6 +60,28 @@ _PURE_PYTHON_KINDS: frozenset[ConstraintKind] = frozenset(("json_schema", "choic
 def _engine_kinds() -> frozenset[ConstraintKind]:
     # Without XGrammar the mock can still sample JSON schemas and choices in pure Python.
     return ALL_CONSTRAINT_KINDS if constraints.grammar_engine_available() else _PURE_PYTHON_KINDS
+
+
+def validate_for_mock(constraint: Constraint) -> constraints.ConstraintReport:
+    """The mock's question: can it produce an output for this constraint (one draw, fixed
+    seed)? `UnsupportedConstraint` when that needs XGrammar and it is missing,
+    `InvalidConstraint` when nothing satisfies it or no draw was found."""
+    constraints.validate_local(constraint)
+    try:
+        sampling.sampleable(constraint)
+    except sampling.NeedsGrammarEngine as needs:
+        raise UnsupportedConstraint(
+            constraint.kind,
+            MockProvider.name,
+            f"sampling {needs.what} needs XGrammar; {constraints.GRAMMAR_EXTRA_HINT}",
+        ) from None
+    except sampling.Unsatisfiable as nothing:
+        raise InvalidConstraint(constraint.kind, f"no output can satisfy it: {nothing}") from None
+    except sampling.SamplingFailed as failed:
+        raise InvalidConstraint(
+            constraint.kind, f"the mock cannot produce an output for it: {failed}"
+        ) from None
+    return constraints.ConstraintReport(constraint.kind, "mock")
 
 
 def estimate_tokens(text: str) -> int:
@@ -119,6 +148,17 @@ class MockProvider(InferenceProvider):
 
     def __repr__(self) -> str:
         return f"MockProvider(seed={self.seed}, adapters={list(self._adapters)})"
+
+    def validate_constraint(self, constraint: Constraint) -> constraints.ConstraintReport:
+        """A scripted mock answers from its script and only needs the constraint checkable;
+        otherwise it must be able to sample an answer (`validate_for_mock`)."""
+        if self._script is not None:
+            return constraints.validate_local(constraint)
+        return validate_for_mock(constraint)
+
+    @property
+    def dialect(self) -> Hashable:
+        return (type(self), self._script is None)
 
     def unsupported_hint(self, kind: ConstraintKind) -> str:
         if kind in self._wanted_kinds:
@@ -217,6 +257,10 @@ class MockProvider(InferenceProvider):
                 constraint.kind,
                 self.name,
                 f"sampling {needs.what} needs XGrammar; {constraints.GRAMMAR_EXTRA_HINT}",
+            ) from None
+        except sampling.Unsatisfiable as nothing:
+            raise InvalidConstraint(
+                constraint.kind, f"no output can satisfy it: {nothing}"
             ) from None
         except sampling.SamplingFailed as failed:
             raise InvalidConstraint(

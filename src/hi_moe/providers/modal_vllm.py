@@ -16,11 +16,13 @@ import asyncio
 import ipaddress
 import logging
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import SecretStr
 
+from hi_moe import constraints
 from hi_moe.errors import (
     AuthenticationError,
     ConfigError,
@@ -30,14 +32,22 @@ from hi_moe.errors import (
     RequestRejected,
     UnknownAdapter,
 )
-from hi_moe.providers.base import ALL_CONSTRAINT_KINDS, Capabilities, Health
+from hi_moe.providers.base import ALL_CONSTRAINT_KINDS, Capabilities, Health, checkable_kinds
 from hi_moe.providers.openai_compat import (
     OpenAICompatibleProvider,
     error_param,
     translate_error,
 )
 from hi_moe.retry import RetryPolicy
-from hi_moe.types import Choice, CompletionRequest, Constraint, Grammar, JsonSchema, Regex
+from hi_moe.types import (
+    Choice,
+    CompletionRequest,
+    Constraint,
+    ConstraintKind,
+    Grammar,
+    JsonSchema,
+    Regex,
+)
 
 if TYPE_CHECKING:
     from hi_moe.config import Settings
@@ -119,6 +129,7 @@ class ModalVLLMProvider(OpenAICompatibleProvider):
         retry: RetryPolicy | None = None,
         adapters_ttl_s: float = 30.0,
         allow_insecure_http: bool = False,
+        trust_server_constraints: Iterable[ConstraintKind] = (),
     ) -> None:
         """
         Args:
@@ -129,6 +140,10 @@ class ModalVLLMProvider(OpenAICompatibleProvider):
             base_model: the base model's served name; read from /v1/models when omitted.
             startup_timeout_s: how long to wait for a cold server's /health before giving up.
             adapters_ttl_s: how long the adapter list from /v1/models is trusted.
+            trust_server_constraints: constraint kinds to send although their outputs cannot
+                be checked here (EBNF grammars without the grammar extra). Without it such a
+                request raises `UnsupportedConstraint`: an unchecked output is never returned
+                unless you said the server may be trusted for it.
         """
         self.endpoint = normalise_endpoint(endpoint, allow_insecure_http=allow_insecure_http)
         key, secret = _reveal(proxy_key), _reveal(proxy_secret)
@@ -154,6 +169,10 @@ class ModalVLLMProvider(OpenAICompatibleProvider):
         self._ready = False
         self._ready_lock = asyncio.Lock()
         self._models_cache: tuple[float, dict[str, str | None]] | None = None
+        self.trusted_kinds = frozenset(trust_server_constraints)
+        self.capabilities = type(self).capabilities.model_copy(
+            update={"constraint_kinds": checkable_kinds(ALL_CONSTRAINT_KINDS, self.trusted_kinds)}
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -168,6 +187,18 @@ class ModalVLLMProvider(OpenAICompatibleProvider):
             startup_timeout_s=modal.startup_timeout_s,
             retry=RetryPolicy(max_attempts=modal.max_attempts, deadline_s=modal.retry_deadline_s),
             allow_insecure_http=modal.allow_insecure_http,
+            trust_server_constraints=modal.trust_server_constraints,
+        )
+
+    def validate_constraint(self, constraint: Constraint) -> constraints.ConstraintReport:
+        """vLLM's question: will XGrammar compile it (where the grammar extra is installed).
+        Its report lists what XGrammar compiles but does not enforce."""
+        return constraints.validate(constraint)
+
+    def unsupported_hint(self, kind: ConstraintKind) -> str:
+        return (
+            f"its outputs cannot be checked here: {constraints.GRAMMAR_EXTRA_HINT}, or trust "
+            f"the server for it with [modal] trust_server_constraints = [{kind!r}]"
         )
 
     def __repr__(self) -> str:

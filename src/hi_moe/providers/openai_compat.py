@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import email.utils
 import functools
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -211,6 +212,7 @@ class OpenAICompatibleProvider(InferenceProvider):
             http_client=http_client,
         )
         self._owns_http_client = http_client is None
+        self._encoded_constraints: dict[Constraint, bytes] = {}
         self.request_timeout_s = request_timeout_s
         self.retry = retry or RetryPolicy()
 
@@ -253,7 +255,32 @@ class OpenAICompatibleProvider(InferenceProvider):
             body.update(self._constraint_fields(request.constraint))
         return body
 
-    async def _post(self, body: dict[str, Any], timeout_s: float, *, stream: bool = False) -> Any:
+    def _encode(self, request: CompletionRequest, model: str, **extra: Any) -> bytes:
+        """`_body` as JSON bytes, with `extra` fields. The constraint's part (a schema can be
+        megabytes) is serialized once per constraint, in the validation worker (`_warm`), not
+        per request on the event loop."""
+        constraint = request.constraint
+        body = self._body(request.model_copy(update={"constraint": None}), model) | extra
+        head: str = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+        if constraint is None:
+            return head.encode()
+        return b"".join((head[:-1].encode(), b",", self._constraint_json(constraint), b"}"))
+
+    def _constraint_json(self, constraint: Constraint) -> bytes:
+        found = self._encoded_constraints.get(constraint)
+        if found is None:
+            found = json.dumps(
+                self._constraint_fields(constraint), separators=(",", ":"), ensure_ascii=False
+            )[1:-1].encode()
+            if len(self._encoded_constraints) >= 256:
+                self._encoded_constraints.clear()
+            self._encoded_constraints[constraint] = found
+        return found
+
+    def _warm(self, constraint: Constraint) -> None:
+        self._constraint_json(constraint)
+
+    async def _post(self, body: bytes, timeout_s: float, *, stream: bool = False) -> Any:
         """POST /chat/completions: the HTTP response, or with `stream` the SDK's chunk stream."""
         import httpx2
 
@@ -265,7 +292,7 @@ class OpenAICompatibleProvider(InferenceProvider):
 
             return await self._client.post(
                 "/chat/completions",
-                body=body,
+                content=body,
                 options=options,
                 cast_to=ChatCompletionChunk,
                 stream=True,
@@ -273,13 +300,13 @@ class OpenAICompatibleProvider(InferenceProvider):
             )
         # Whichever httpx the transport uses, the SDK hands back its response as it came.
         return await self._client.post(
-            "/chat/completions", body=body, options=options, cast_to=httpx2.Response
+            "/chat/completions", content=body, options=options, cast_to=httpx2.Response
         )
 
     async def _send(
         self,
         request: CompletionRequest,
-        body: dict[str, Any],
+        body: bytes,
         read: Callable[[Any], T],
         *,
         stream: bool = False,
@@ -305,7 +332,7 @@ class OpenAICompatibleProvider(InferenceProvider):
     async def _complete(self, request: CompletionRequest) -> Completion:
         started = time.perf_counter()
         await self._before_request()
-        body = self._body(request, await self._model_for(request))
+        body = self._encode(request, await self._model_for(request))
         return await self._send(
             request, body, lambda response: self._read_completion(request, response, started)
         )
@@ -341,8 +368,12 @@ class OpenAICompatibleProvider(InferenceProvider):
     async def _stream(self, request: CompletionRequest) -> AsyncIterator[str | Completion]:
         started = time.perf_counter()
         await self._before_request()
-        body = self._body(request, await self._model_for(request))
-        body.update(stream=True, stream_options={"include_usage": True})
+        body = self._encode(
+            request,
+            await self._model_for(request),
+            stream=True,
+            stream_options={"include_usage": True},
+        )
         stream: Any = await self._send(request, body, lambda response: response, stream=True)
         finish_reason: FinishReason = "stop"
         usage = Usage()

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import SecretStr
 
+from hi_moe import constraints, json_check
 from hi_moe.errors import ConfigError, ProviderError, UnknownAdapter
 from hi_moe.providers.base import Capabilities, Health
 from hi_moe.providers.openai_compat import OpenAICompatibleProvider
-from hi_moe.providers.strict_schema import drop_optional_nulls, to_strict
+from hi_moe.providers.strict_schema import drop_optional_nulls, to_strict, validate_for_openai
 from hi_moe.retry import RetryPolicy
 from hi_moe.types import CompletionRequest, Constraint, ConstraintKind, JsonSchema
 
@@ -102,10 +103,8 @@ class OpenAIJSONProvider(OpenAICompatibleProvider):
             "the modal provider (vLLM), or express the choice as a JSON schema enum"
         )
 
-    def prepare(self, request: CompletionRequest) -> None:
-        super().prepare(request)
-        if isinstance(request.constraint, JsonSchema) and request.constraint.strict:
-            _strict(request.constraint)  # refuse what strict mode cannot express, now
+    def validate_constraint(self, constraint: Constraint) -> constraints.ConstraintReport:
+        return validate_for_openai(constraint)
 
     async def _model_for(self, request: CompletionRequest) -> str:
         if request.adapter is None:
@@ -135,9 +134,9 @@ class OpenAIJSONProvider(OpenAICompatibleProvider):
         constraint = request.constraint
         if not isinstance(constraint, JsonSchema) or not constraint.strict:
             return text
-        try:
-            value = json.loads(text)
-        except ValueError:
+        try:  # strictly: a lenient read here would hide duplicate keys or NaN from the check
+            value = json_check.parse(text).value
+        except json_check.NotJson:
             return text  # the constraint check reports it, with the text attached
         cleaned = drop_optional_nulls(value, constraint.schema)
         return text if cleaned == value else json.dumps(cleaned, ensure_ascii=False)

@@ -17,9 +17,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from hi_moe import constraints
+from hi_moe.constraints import ConstraintReport
 from hi_moe.errors import InvalidConstraint
+from hi_moe.types import Constraint, JsonSchema
 
-__all__ = ["drop_optional_nulls", "to_strict"]
+__all__ = ["drop_optional_nulls", "strict_gaps", "to_strict", "validate_for_openai"]
 
 _REFUSED = {
     "allOf": "allOf",
@@ -40,6 +43,10 @@ _CHECKED_LOCALLY = {
     "minLength", "maxLength", "uniqueItems", "minProperties", "maxProperties",
     "minContains", "maxContains", "contentEncoding", "contentMediaType", "default", "examples",
 }  # fmt: skip
+# The string formats strict mode accepts; others are left out of what is sent (and still
+# checked locally), since OpenAI refuses a schema naming a format it does not know.
+_OPENAI_FORMATS = {"date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6",
+                   "uuid"}  # fmt: skip
 _SUBSCHEMA_MAPS = ("properties", "$defs", "definitions")
 _SUBSCHEMA_LISTS = ("anyOf", "oneOf", "prefixItems")
 
@@ -61,25 +68,29 @@ def _allows_null(schema: Any) -> bool:
     return any(_allows_null(branch) for branch in schema.get("anyOf", []))
 
 
-def _strict(node: Any, path: str) -> Any:
+def _strict(node: Any, path: str, gaps: list[str]) -> Any:
     if not isinstance(node, dict):
         raise _refuse("a boolean schema", path)
     for keyword, name in _REFUSED.items():
         if keyword in node:
             raise _refuse(name, path)
     out = {key: value for key, value in node.items() if key not in _CHECKED_LOCALLY}
+    gaps += [f"{key} at {path or '/'}" for key in node if key in _CHECKED_LOCALLY]
+    if "format" in out and out["format"] not in _OPENAI_FORMATS:
+        gaps.append(f"format {out.pop('format')!r} at {path or '/'}")
     if "oneOf" in out:  # exclusive-or is checked locally; anyOf is what strict mode offers
         out["anyOf"] = out.pop("oneOf")
+        gaps.append(f"oneOf's exclusivity at {path or '/'}")
     for key in _SUBSCHEMA_MAPS:
         if key in out:
             out[key] = {
-                name: _strict(sub, f"{path}/{key}/{name}") for name, sub in out[key].items()
+                name: _strict(sub, f"{path}/{key}/{name}", gaps) for name, sub in out[key].items()
             }
     for key in _SUBSCHEMA_LISTS:
         if key in out:
-            out[key] = [_strict(sub, f"{path}/{key}/{i}") for i, sub in enumerate(out[key])]
+            out[key] = [_strict(sub, f"{path}/{key}/{i}", gaps) for i, sub in enumerate(out[key])]
     if isinstance(out.get("items"), dict):
-        out["items"] = _strict(out["items"], f"{path}/items")
+        out["items"] = _strict(out["items"], f"{path}/items", gaps)
     is_object = out.get("type") == "object" or "properties" in out
     if is_object:
         extra = out.get("additionalProperties", False)
@@ -97,10 +108,21 @@ def _strict(node: Any, path: str) -> Any:
 
 def to_strict(schema: dict[str, Any]) -> dict[str, Any]:
     """The schema strict mode will accept, or `InvalidConstraint` saying why there is none."""
+    return _convert(schema)[0]
+
+
+def strict_gaps(schema: dict[str, Any]) -> tuple[str, ...]:
+    """What `to_strict` leaves out, keyword and place: OpenAI does not enforce these, the
+    local check does (an answer breaking one is retried)."""
+    return _convert(schema)[1]
+
+
+def _convert(schema: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
     root_type = schema.get("type")
     if root_type != "object" and not ("properties" in schema and root_type is None):
         raise _refuse("a root that is not an object (wrap the value in an object)", "")
-    return dict(_strict(copy.deepcopy(schema), ""))
+    gaps: list[str] = []
+    return dict(_strict(copy.deepcopy(schema), "", gaps)), tuple(gaps)
 
 
 def drop_optional_nulls(value: Any, schema: dict[str, Any]) -> Any:
@@ -157,3 +179,13 @@ def _drop(value: Any, schema: Any, root: dict[str, Any], depth: int) -> Any:
             for i, item in enumerate(value)
         ]
     return value
+
+
+def validate_for_openai(constraint: Constraint) -> ConstraintReport:
+    """OpenAI's question: is the schema valid and can it be made strict (no XGrammar needed).
+    The report lists what strict mode leaves to the local check."""
+    constraints.validate_local(constraint)
+    gaps: tuple[str, ...] = ()
+    if isinstance(constraint, JsonSchema) and constraint.strict:
+        gaps = strict_gaps(constraint.schema)  # refuses what strict mode cannot express
+    return ConstraintReport(constraint.kind, "openai", gaps)
