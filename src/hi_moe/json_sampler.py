@@ -493,6 +493,7 @@ class _Run:
         self.fuel = _FUEL
         self.excluded: set[Any] = set()
         self.check_depth = 0
+        self.deep_hits = 0
         self.active: set[tuple[int, str, int]] = set()
         self.regex_cache: dict[str, Any] = {}
         self.tree_cache: dict[str, Any] = {}
@@ -770,6 +771,7 @@ class _Run:
         """A value satisfying every schema in `subs` and none in `negs`."""
         self.spend()
         if depth > _MAX_DEPTH:
+            self.deep_hits += 1
             raise _NoValue(f"values nest deeper than {_MAX_DEPTH} levels", False)
         reasons: list[str] = []
         proof = True
@@ -809,6 +811,7 @@ class _Run:
                 reasons.append(dead)
                 continue
             for _ in range(tries):
+                deep_hits = self.deep_hits
                 try:
                     value = self._gen_kind(kind, merged, exp, subs, negs, depth, at_root)
                 except _NoValue as error:
@@ -816,6 +819,8 @@ class _Run:
                     if error.proof:
                         break
                     proof = False
+                    if self.deep_hits > deep_hits:
+                        break  # the same recursion would only hit the limit again
                     continue
                 if self.check_all(value, subs, negs) is not False and not (
                     at_root and self.is_excluded(value)
@@ -1557,6 +1562,12 @@ class _Run:
         limit = merged.max_props
         room = (limit - len(keys)) if limit is not None else 10**9
         need = max(0, merged.min_props - len(keys))
+        if (len(keys) + need) * 6 > self.max_chars:  # '"k":0,' at the least
+            raise _NoValue(
+                f"minProperties {_n(merged.min_props)} {_where(merged.min_props_path)} "
+                "needs more than max_chars allows",
+                False,
+            )
         optional = [k for k in declared if k not in keys]
         self.rng.shuffle(optional)
         extra: list[str] = []
@@ -2294,6 +2305,7 @@ class _RegexGen:
 
     def __init__(self, run: _Run, mode: str, need: int) -> None:
         self.run = run
+        self.limit = run.max_chars + 64  # longer output could never be used
         self.rng = run.rng
         self.mode = mode
         self.need = need
@@ -2398,7 +2410,7 @@ class _RegexGen:
         raise _RegexTooHard
 
     def repeat(self, lo: int, hi: int, body: Any) -> str:
-        if lo > 5000:
+        if lo > self.limit or lo * _min_length(body) > self.limit:
             raise _RegexTooHard
         unbounded = hi >= 65535
         top = lo + 64 if unbounded else hi
@@ -2418,6 +2430,8 @@ class _RegexGen:
                 self.need -= grow
             return word(self.run._letters(count))
         parts = [self.seq(body) for _ in range(count)]
+        if sum(len(part) for part in parts) > self.limit:
+            raise _RegexTooHard
         while self.mode == "fill" and self.need > 0 and count < top:
             piece = self.seq(body)
             if not piece:

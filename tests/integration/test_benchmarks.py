@@ -93,13 +93,16 @@ def test_constraint_checks_print_their_share_of_latency_and_the_cache_cost(
 ) -> None:
     out = run_benchmark(
         "constraint_checks.py",
-        *("--requests", "3", "--repeats", "10"),
+        *("--requests", "3", "--repeats", "10", "--corpus-limit", "20", "--stall-rounds", "1"),
         *("--url", vllm_server.url, "--api-key", vllm_server.api_key),
     )
     kinds = ("json_schema", "grammar", "regex", "choice")
     assert_figures(
         out,
         r"validate \+ check / request latency = #%",
+        r"compile times over # schemas",
+        r"p99 +# ms",
+        r"event-loop stall = # ms .*with schemas / without = #",
         *(rf"{kind} +# +# +# +#%" for kind in kinds),
         *(rf"{kind} +# +# +# +#$" for kind in kinds),
     )
