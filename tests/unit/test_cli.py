@@ -290,3 +290,37 @@ def test_run_with_tests_and_required_isolation_fails_before_any_request(
     assert result.exit_code == 2, result.output
     assert "require_isolation" in result.output
     assert "Traceback" not in result.output
+
+
+def test_check_schema_says_what_each_backend_does_with_a_schema(tmp_path: Path) -> None:
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps({
+        "type": "object",
+        "properties": {"code": {"type": "string", "pattern": "^[a-z]+$", "minLength": 3},
+                       "when": {"type": "string", "format": "date"}},
+        "required": ["code"],
+    }))  # fmt: skip
+    result = runner.invoke(app, ["check-schema", str(schema), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["backend"]: row for row in json.loads(result.stdout)}
+    assert rows["local check"]["ok"] is True
+    assert rows["mock"]["ok"] is True
+    openai_gaps = " ".join(rows["openai (strict)"]["unenforced"])
+    assert "minLength at /properties/code" in openai_gaps
+    if constraints.grammar_engine_available():
+        xgrammar_gaps = " ".join(rows["vllm (xgrammar)"]["unenforced"])
+        assert "pattern combined with minLength/maxLength" in xgrammar_gaps
+
+
+def test_check_schema_refuses_a_schema_that_cannot_be_checked(tmp_path: Path) -> None:
+    remote = tmp_path / "remote.json"
+    remote.write_text(json.dumps({"$ref": "https://example.com/other.json"}))
+    result = runner.invoke(app, ["check-schema", str(remote)])
+    assert result.exit_code == 1
+    assert result.stdout.startswith("local check: refused")
+    assert "another document" in result.stdout
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("{not json")
+    bad = runner.invoke(app, ["check-schema", str(garbage)])
+    assert bad.exit_code == 2
+    assert "Traceback" not in bad.output

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import json
 import re
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -314,3 +316,82 @@ print("imported xgrammar:", "xgrammar" in sys.modules and sys.modules["xgrammar"
     assert "regex invalid: missing ), unterminated subpattern" in out
     assert "regex rejected" in out
     assert "imported xgrammar: False" in out
+
+
+async def test_concurrent_validations_of_one_constraint_share_one_worker_call() -> None:
+    calls = []
+
+    def work() -> str:
+        calls.append(1)
+        time.sleep(0.05)
+        return "compiled"
+
+    key = ("test-share", time.monotonic_ns())
+    results = await asyncio.gather(
+        *(constraints.in_worker(key, work, timeout_s=5, kind="regex") for _ in range(64))
+    )
+    assert results == ["compiled"] * 64
+    assert calls == [1]
+    assert await constraints.in_worker(key, work, timeout_s=5, kind="regex") == "compiled"
+    assert calls == [1]  # cached
+
+
+async def test_a_validation_past_its_time_bound_is_an_invalid_constraint() -> None:
+    def slow() -> None:
+        time.sleep(0.5)
+
+    started = time.monotonic()
+    with pytest.raises(InvalidConstraint, match=r"longer than 0\.1 s"):
+        await constraints.in_worker(("test-slow", time.monotonic_ns()), slow, timeout_s=0.1,
+                                    kind="json_schema")  # fmt: skip
+    assert time.monotonic() - started < 0.4
+
+
+async def test_a_heavy_check_runs_off_the_event_loop() -> None:
+    big = JsonSchema({"type": "object", "properties": {f"p{i}": {"type": "string"}
+                      for i in range(2000)}})  # fmt: skip
+    assert constraints.heavy(big, "{}")
+    loop_thread = threading.get_ident()
+    seen: list[int] = []
+    original = constraints.check_output
+
+    def spy(*args: Any, **kwargs: Any) -> constraints.Checked:
+        seen.append(threading.get_ident())
+        return original(*args, **kwargs)
+
+    constraints.check_output = spy
+    try:
+        done = await constraints.check_in_worker(big, "{}", finish_reason=None, timeout_s=5)
+    finally:
+        constraints.check_output = original
+    assert done.parsed == {}
+    assert seen
+    assert seen[0] != loop_thread
+
+
+def test_without_xgrammar_the_vllm_provider_refuses_grammars_unless_trusted() -> None:
+    out = run_python(
+        WITHOUT_XGRAMMAR
+        + """
+import asyncio
+from hi_moe import CompletionRequest, Grammar
+from hi_moe.errors import UnsupportedConstraint
+from hi_moe.providers import ModalVLLMProvider
+
+grammar = CompletionRequest.from_prompt("x", constraint=Grammar('root ::= "a"'))
+plain = ModalVLLMProvider("http://127.0.0.1:9")
+print("kinds", sorted(plain.capabilities.constraint_kinds))
+try:
+    plain.prepare(grammar)
+except UnsupportedConstraint as error:
+    print("refused:", error)
+trusting = ModalVLLMProvider("http://127.0.0.1:9", trust_server_constraints=["grammar"])
+trusting.prepare(grammar)
+print("trusted kinds", sorted(trusting.capabilities.constraint_kinds))
+"""
+    )
+    assert "kinds ['choice', 'json_schema', 'regex']" in out
+    assert "refused:" in out
+    assert "pip install 'hi-moe[grammar]'" in out
+    assert "trust_server_constraints" in out
+    assert "trusted kinds ['choice', 'grammar', 'json_schema', 'regex']" in out
