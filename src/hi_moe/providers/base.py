@@ -180,6 +180,8 @@ class InferenceProvider(ABC):
 
         The constraint can only be checked once the text is complete: a violation is raised
         after the last chunk, so a consumer must not act on the text before the stream ends.
+        Where the chunks were JSON with raw control characters in strings, `.completion.text`
+        is the repaired, canonical JSON, and differs from the chunks joined.
         """
         return CompletionStream(self, request)
 
