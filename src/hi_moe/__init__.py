@@ -52,6 +52,7 @@ _WHERE = {
         "hi_moe.types",
     ),
     **dict.fromkeys(["Capabilities", "Health", "InferenceProvider"], "hi_moe.providers.base"),
+    "FallbackProvider": "hi_moe.providers.fallback",
     **dict.fromkeys(["Settings", "load_provider"], "hi_moe.config"),
     **dict.fromkeys(
         [
@@ -75,6 +76,7 @@ __all__ = [
     "ConfigError",
     "Constraint",
     "ConstraintViolation",
+    "FallbackProvider",
     "Grammar",
     "Health",
     "HiMoeError",

@@ -358,7 +358,7 @@ def serve_local(
         with server:
             err.print(
                 f"[green]ready[/green] at {server.url} (pid {server.pid}). Use it with:\n"
-                f"  export HI_MOE_PROVIDER=modal HI_MOE_MODAL__ENDPOINT={server.url}",
+                f"  export HI_MOE_PROVIDER=vllm HI_MOE_MODAL__ENDPOINT={server.url}",
                 highlight=False,
             )
             assert server.process is not None
@@ -372,9 +372,9 @@ def serve_local(
 
 MOCK_NOTICE = (
     "Running on the offline mock provider: no model, no network; its answers are valid samples "
-    "of each step's format, not solutions. For a real model: export HI_MOE_PROVIDER=modal "
-    "HI_MOE_MODAL__ENDPOINT=http://127.0.0.1:8000 (after `hi-moe serve-local --tiny`, or your "
-    "Modal endpoint)."
+    "of each step's format, not solutions. For a real model: pip install 'hi-moe[openai]', then "
+    "export HI_MOE_PROVIDER=vllm HI_MOE_MODAL__ENDPOINT=http://127.0.0.1:8000 (after `hi-moe "
+    "serve-local --tiny`, or your Modal endpoint)."
 )
 
 

@@ -15,6 +15,7 @@ Secrets are `SecretStr`: they print as `**********` and are only unwrapped where
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,11 +60,13 @@ DEFAULT_CONFIG_FILE = "hi_moe.toml"
 
 _BUILTIN_PROVIDERS = {
     "mock": "hi_moe.providers.mock:MockProvider",
-    "modal": "hi_moe.providers.modal_vllm:ModalVLLMProvider",
+    "vllm": "hi_moe.providers.modal_vllm:VLLMProvider",
+    "modal": "hi_moe.providers.modal_vllm:VLLMProvider",  # the vllm provider's first name
     "openai": "hi_moe.providers.openai_json:OpenAIJSONProvider",
 }
-# Which extra brings what a built-in provider imports.
-_EXTRAS = {"modal": "openai", "openai": "openai"}
+# Which extra brings what a built-in provider imports, and the module that shows it is there
+# (the provider modules import their SDKs lazily, so importing them proves nothing).
+_EXTRAS = {"vllm": "openai", "modal": "openai", "openai": "openai"}
 _config_file: ContextVar[Path | None] = ContextVar("hi_moe_config_file", default=None)
 
 _SECTION = ConfigDict(extra="forbid")
@@ -148,7 +151,8 @@ class Settings(BaseSettings):
     )
 
     provider: str = "mock"
-    """Which provider `load_provider()` builds: mock, modal, openai, or an entry point's name."""
+    """Which provider `load_provider()` builds: mock, vllm (alias modal), openai, or an entry
+    point's name. The vllm provider's settings are the `[modal]` table."""
     mock: MockSettings = Field(default_factory=MockSettings)
     modal: ModalSettings = Field(default_factory=ModalSettings)
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
@@ -247,13 +251,18 @@ def provider_class(name: str) -> type[InferenceProvider]:
 
     if name in _BUILTIN_PROVIDERS:
         module, _, attribute = _BUILTIN_PROVIDERS[name].partition(":")
+        extra = _EXTRAS.get(name)
+        if extra is not None and importlib.util.find_spec(extra) is None:
+            raise ConfigError(
+                f"provider {name!r} needs the {extra} package: pip install 'hi-moe[{extra}]'",
+                setting=env_name("provider"),
+            )
         try:
             found = getattr(importlib.import_module(module), attribute)
         except ImportError as error:
-            extra = _EXTRAS.get(name, name)
             raise ConfigError(
                 f"provider {name!r} needs {error.name or 'a missing package'}: "
-                f"pip install 'hi-moe[{extra}]'",
+                f"pip install 'hi-moe[{extra or name}]'",
                 setting=env_name("provider"),
             ) from None
     else:

@@ -13,8 +13,10 @@ decide without parsing messages::
     ├── UnknownAdapter              no such LoRA specialist (the ones that exist are named)
     └── ProviderError               the backend failed; status_code, retry_after, request_id
         ├── ProviderUnavailable     5xx, connection refused or reset  (retryable)
+        │   └── ProviderUnreachable nothing listens there, or no such host (retryable elsewhere)
         ├── RateLimited             429                               (retryable)
         ├── ProviderTimeout         no answer in time                 (retryable)
+        │   └── ProviderNotReady    still starting when the wait ran out (retryable elsewhere)
         ├── BadResponse             a body that is not what the API promises (retryable)
         ├── RequestRejected         400/404/422 for a reason other than the above
         └── AuthenticationError     401/403: key missing, wrong or not allowed
@@ -29,7 +31,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from hi_moe.types import Constraint, Usage
+    from hi_moe.types import Constraint, Hop, Usage
 
 __all__ = [
     "AuthenticationError",
@@ -40,8 +42,10 @@ __all__ = [
     "HiMoeError",
     "InvalidConstraint",
     "ProviderError",
+    "ProviderNotReady",
     "ProviderTimeout",
     "ProviderUnavailable",
+    "ProviderUnreachable",
     "RateLimited",
     "RequestRejected",
     "UnknownAdapter",
@@ -53,6 +57,8 @@ class HiMoeError(Exception):
     """Root of every error hi_moe raises on purpose."""
 
     retryable: bool = False
+    hops: tuple[Hop, ...] = ()
+    """Set by `FallbackProvider` on the error it raises: every provider tried before it."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -174,6 +180,12 @@ class ProviderUnavailable(ProviderError):
     default_retryable = True
 
 
+class ProviderUnreachable(ProviderUnavailable):
+    """Nothing listens on the endpoint's loopback port, or its host does not resolve: it is
+    not starting, so it is not waited for. Another provider can help (`retryable`); the
+    provider's own retry loop does not ask the same endpoint again at once."""
+
+
 class RateLimited(ProviderError):
     """429. `retry_after` holds the server's hint in seconds when it gave one."""
 
@@ -184,6 +196,12 @@ class ProviderTimeout(ProviderError):
     """No (complete) answer within the request timeout or the startup deadline."""
 
     default_retryable = True
+
+
+class ProviderNotReady(ProviderTimeout):
+    """A cold server was still starting when the wait for it ran out (the startup deadline or
+    the call's). Another provider, or a later call, can help; the provider's own retry loop
+    does not wait a second startup deadline."""
 
 
 class BadResponse(ProviderError):

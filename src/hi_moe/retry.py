@@ -24,7 +24,8 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from hi_moe.errors import ProviderError
+from hi_moe import deadline
+from hi_moe.errors import ProviderError, ProviderNotReady, ProviderTimeout, ProviderUnreachable
 
 __all__ = ["RetryPolicy"]
 
@@ -33,7 +34,14 @@ T = TypeVar("T")
 
 
 def _retryable(error: BaseException) -> bool:
-    return isinstance(error, ProviderError) and error.retryable
+    # A server that stayed cold for a whole startup wait, or one where nothing listens, is
+    # not asked again here: the caller (a FallbackProvider, the next step) decides what to do
+    # with the time left.
+    return (
+        isinstance(error, ProviderError)
+        and error.retryable
+        and not isinstance(error, ProviderNotReady | ProviderUnreachable)
+    )
 
 
 @dataclass(frozen=True)
@@ -62,17 +70,21 @@ class RetryPolicy:
     async def call(self, attempt: Callable[[float], Awaitable[T]], *, what: str = "request") -> T:
         """Run `attempt(seconds_left)` until it succeeds, fails for good, or time runs out.
 
-        `seconds_left` is what remains of the deadline: an attempt must not wait longer.
-        The last error is raised as it was (no wrapper), so callers see the typed error.
+        `seconds_left` is what remains of the deadline (this policy's, or the call's from
+        `hi_moe.deadline` when sooner): an attempt must not wait longer. The last error is
+        raised as it was (no wrapper), so callers see the typed error.
         """
         started = time.monotonic()
+        budget = min(self.deadline_s, deadline.seconds_left())
+        if budget <= 0:
+            raise ProviderTimeout(f"{what}: the call's deadline passed before it was sent")
         # The first attempt, which nearly always succeeds, runs without tenacity: its objects
         # form reference cycles (about 40 per call) that only the cyclic GC frees, and at a few
         # hundred requests per second that cost about 10% of throughput
         # (benchmarks/provider_overhead.py). A failure is replayed into tenacity as its first
         # attempt, so the waits, logs and bounds are those of a tenacity-only loop.
         try:
-            return await attempt(self.deadline_s)
+            return await attempt(budget)
         except ProviderError as error:
             if not _retryable(error) or self.max_attempts <= 1:
                 raise
@@ -90,7 +102,7 @@ class RetryPolicy:
         spent = time.monotonic() - started
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_attempts)
-            | stop_before_delay(max(self.deadline_s - spent, 0.0)),
+            | stop_before_delay(max(budget - spent, 0.0)),
             wait=self._wait,
             retry=retry_if_exception(_retryable),
             before_sleep=before_sleep,
@@ -101,7 +113,7 @@ class RetryPolicy:
             with state:
                 if replay:
                     raise replay.pop()
-                left = self.deadline_s - (time.monotonic() - started)
+                left = budget - (time.monotonic() - started)
                 if left <= 0:
                     # No wait that would cross the deadline is taken, but a busy event loop can
                     # wake late from one that fit: still no attempt starts past the deadline,

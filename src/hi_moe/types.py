@@ -21,6 +21,7 @@ __all__ = [
     "ConstraintKind",
     "FinishReason",
     "Grammar",
+    "Hop",
     "JsonSchema",
     "Message",
     "Regex",
@@ -166,6 +167,11 @@ class CompletionRequest(BaseModel):
     )
     seed: Annotated[int | None, Field(ge=-(2**63), lt=2**63)] = None
     timeout_s: Annotated[float | None, Field(gt=0.0, allow_inf_nan=False)] = None
+    """Bound on one HTTP attempt (the provider's `request_timeout_s` when unset)."""
+    deadline_s: Annotated[float | None, Field(gt=0.0, allow_inf_nan=False)] = None
+    """Bound on the whole call: readiness wait, model lookup, every attempt and backoff. When
+    unset, the provider's own worst case, or what an enclosing `hi_moe.deadline.scope` (a
+    Fleet step) leaves, whichever is sooner."""
 
     @classmethod
     def from_prompt(
@@ -198,6 +204,20 @@ class Usage(BaseModel):
         )
 
 
+class Hop(BaseModel):
+    """One provider a `FallbackProvider` call passed over before the answer (or the error)."""
+
+    model_config = _FROZEN
+
+    provider: str
+    error: str
+    """The error's type (`ProviderUnavailable`, `ConstraintViolation`, ...), or `skipped`."""
+    message: str
+    usage: Usage = Field(default_factory=lambda: Usage())
+    """Tokens spent there (a rejected output's), counted although nothing was returned."""
+    latency_s: Annotated[float, Field(ge=0.0)] = 0.0
+
+
 class Completion(BaseModel):
     """A checked answer: `text` satisfies the request's constraint, or it was never returned."""
 
@@ -212,3 +232,5 @@ class Completion(BaseModel):
     adapter: str | None = None
     latency_s: Annotated[float, Field(ge=0.0)] = 0.0
     request_id: str | None = None
+    hops: tuple[Hop, ...] = ()
+    """Under a `FallbackProvider`: the providers tried before `provider` answered."""

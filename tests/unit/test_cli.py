@@ -127,7 +127,7 @@ def test_health_exits_1_when_the_provider_is_down(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("HI_MOE_MODAL__ENDPOINT", "http://127.0.0.1:9")  # discard port: closed
     result = runner.invoke(app, ["health"])
     assert result.exit_code == 1
-    assert result.stdout.startswith("modal: down")
+    assert result.stdout.startswith("vllm: down")
 
 
 def test_adapters_lists_what_the_provider_serves() -> None:
@@ -158,7 +158,7 @@ def test_run_on_the_default_says_it_is_the_mock_and_how_to_switch(journal: Path)
     result = runner.invoke(app, ["run", "Write a function that adds two numbers"])
     assert result.exit_code == 0, result.output
     assert "offline mock provider" in result.stderr
-    assert "HI_MOE_PROVIDER=modal" in result.stderr
+    assert "HI_MOE_PROVIDER=vllm" in result.stderr
     assert result.stdout.strip()  # the answer
     assert "succeeded" in result.stderr
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,7 +90,7 @@ def test_an_unknown_provider_is_a_config_error_naming_the_setting() -> None:
     with pytest.raises(ConfigError) as caught:
         load_provider(Settings.load(provider="nonesuch"))
     assert caught.value.setting == "HI_MOE_PROVIDER"
-    assert "known: mock, modal, openai" in str(caught.value)
+    assert "known: mock, vllm, modal, openai" in str(caught.value)
 
 
 def test_a_misspelt_or_malformed_setting_is_named(
@@ -173,7 +176,7 @@ def acme_installed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 async def test_third_party_providers_come_from_entry_points(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert provider_names() == ["mock", "modal", "openai", "acme", "broken"]
+    assert provider_names() == ["mock", "vllm", "modal", "openai", "acme", "broken"]
     monkeypatch.setenv("HI_MOE_PROVIDER", "acme")
     monkeypatch.setenv("HI_MOE_PROVIDERS__ACME__GREETING", "hello from acme")
     provider = load_provider()
@@ -193,3 +196,27 @@ def test_a_third_party_provider_missing_its_setting_or_class_is_a_config_error(
         load_provider()
     with pytest.raises(ConfigError, match="not an InferenceProvider subclass"):
         provider_class("broken")
+
+
+def test_choosing_a_provider_whose_extra_is_missing_is_one_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = importlib.util.find_spec
+
+    def without_openai(name: str, *args: Any) -> Any:
+        return None if name == "openai" else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_openai)
+    for name in ("vllm", "modal", "openai"):
+        with pytest.raises(ConfigError, match=r"pip install 'hi-moe\[openai\]'"):
+            provider_class(name)
+
+
+def test_building_the_vllm_provider_without_the_openai_sdk_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hi_moe.providers.modal_vllm import VLLMProvider
+
+    monkeypatch.setitem(sys.modules, "openai", None)  # import openai → ImportError
+    with pytest.raises(ConfigError, match=r"pip install 'hi-moe\[openai\]'"):
+        VLLMProvider("http://127.0.0.1:8000")

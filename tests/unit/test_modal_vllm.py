@@ -131,7 +131,7 @@ async def test_an_adapter_goes_in_model_and_an_unconstrained_request_sends_no_co
     assert completion.adapter == "math-lora"
     assert completion.model == "math-lora"
     assert completion.usage.total_tokens == 10
-    assert completion.provider == "modal"
+    assert completion.provider == "vllm"
 
 
 async def test_bearer_and_modal_proxy_headers_go_on_every_request(
@@ -311,7 +311,7 @@ async def test_each_error_status_maps_to_its_error(
     assert error.retryable is retryable
     assert error.status_code == status
     assert error.request_id == "req-42"
-    assert error.provider == "modal"
+    assert error.provider == "vllm"
     assert chat.call_count == 1
     if status == 429:
         assert error.retry_after == 7.0

@@ -229,7 +229,10 @@ async def test_steps_move_to_the_fallback_provider_when_the_primary_is_down() ->
     assert result.status == "succeeded", result.reason
     assert {r.provider for r in result.steps.values()} == {"backup"}
     assert any("planning on backup" in e.detail for e in events if e.kind == "fell_back")
-    assert all("primary unavailable" in r.notes[0] for r in result.steps.values())
+    # The first requests find it down; after three failures it is skipped while cooling down.
+    for step in result.steps.values():
+        assert any(n.startswith(("primary unavailable", "primary skipped")) for n in step.notes)
+    assert len(down.requests) == 3
 
 
 # -- Fleet ------------------------------------------------------------------------------------
@@ -305,7 +308,9 @@ async def test_a_step_past_its_timeout_fails() -> None:
     started = time.monotonic()
     result = await run.run("t")
     assert time.monotonic() - started < 5
-    assert result.steps["s1"].error == "step timed out after 0.2 s"
+    # The provider knows the step's deadline and ends with its own typed error, in time.
+    error = result.steps["s1"].error or ""
+    assert error.startswith("ProviderTimeout: no answer within the call's deadline"), error
 
 
 async def test_cancelling_a_run_leaves_no_step_running() -> None:

@@ -37,6 +37,8 @@ class PlanRequest(BaseModel):
     usage: Usage
     latency_s: float | None = None
     error: str | None = None
+    provider: str = ""
+    """Who answered, where known (a rejected output under a fallback may not say)."""
 
 
 class PlanOutcome(BaseModel):
@@ -117,8 +119,20 @@ class Architect:
                 found = [f"the output was not a valid plan: {error.reason}"]
                 text = error.text
             else:
+                for hop in completion.hops:  # providers passed over on the way (fallbacks)
+                    if hop.error != "skipped":
+                        usage = usage + hop.usage
+                        requests.append(
+                            PlanRequest(usage=hop.usage, error=hop.error, provider=hop.provider)
+                        )
                 usage = usage + completion.usage
-                requests.append(PlanRequest(usage=completion.usage, latency_s=completion.latency_s))
+                requests.append(
+                    PlanRequest(
+                        usage=completion.usage,
+                        latency_s=completion.latency_s,
+                        provider=completion.provider,
+                    )
+                )
                 text = completion.text
                 found = self._problems(completion.parsed, task)
                 if not found:

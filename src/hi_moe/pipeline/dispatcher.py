@@ -1,19 +1,22 @@
 """The Dispatcher: which provider, adapter, system prompt and output constraint serve a step.
 
 Routing is data, not code: `Route` rules pick a provider by domain and output kind (grammar
-steps to vLLM, JSON steps to OpenAI, say), the rest go to the primary, and `fallbacks` take over
-when a provider is down. Before a run the Dispatcher asks each provider what it has (adapters,
-constraint kinds); a missing adapter falls back to the base model, an unsupported constraint to
-JSON, and the assignment records why.
+steps to vLLM, JSON steps to OpenAI, say), the rest go to the primary, and `fallbacks` follow:
+`candidates` gives that order, and a `FallbackProvider` walks it (the Dispatcher itself never
+retries). Before a run the Dispatcher asks each provider what it has (adapters, constraint
+kinds); `assign` fits a step to one provider: a missing adapter falls back to the base model,
+an unsupported constraint to JSON, and the assignment records why.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
+from hi_moe import deadline
 from hi_moe.errors import ConfigError, HiMoeError
 from hi_moe.pipeline.plan import OutputKind, Step
 from hi_moe.pipeline.settings import Route
@@ -122,15 +125,23 @@ class Dispatcher:
         self.json_schema = json_constraint(json_max_chars)
         self._served: dict[str, set[str] | None] = {}
 
-    async def survey(self) -> None:
-        """Ask every provider which adapters it serves. A provider that cannot say (it is
-        down, say) is asked again at its next assignment's failure, not now."""
-        for name, provider in self.providers.items():
+    async def survey(self, timeout_s: float = 10.0) -> None:
+        """Ask every provider, all at once, which adapters it serves. A provider that cannot
+        say within `timeout_s` (it is down or cold, say) is asked again at its next
+        `UnknownAdapter`, not waited for now; meanwhile its adapters are assumed served."""
+
+        async def ask(name: str, provider: InferenceProvider) -> set[str] | None:
             try:
-                self._served[name] = set(await provider.adapters())
-            except HiMoeError as error:
-                log.warning("cannot list %s's adapters: %s", name, error)
-                self._served[name] = None
+                with deadline.scope(timeout_s):
+                    async with asyncio.timeout(timeout_s):
+                        return set(await provider.adapters())
+            except (HiMoeError, TimeoutError) as error:
+                log.warning("cannot list %s's adapters: %s", name, error or "no answer in time")
+                return None
+
+        names = list(self.providers)
+        answers = await asyncio.gather(*(ask(n, self.providers[n]) for n in names))
+        self._served.update(zip(names, answers, strict=True))
 
     def candidates(self, step: Step) -> list[str]:
         """Providers for a step, first choice first: the matching route's, the primary, then
@@ -139,23 +150,17 @@ class Dispatcher:
         order = [chosen, self.primary, *self.fallbacks]
         return list(dict.fromkeys(order))
 
-    def assign(self, step: Step, *, avoid: Sequence[str] = ()) -> Assignment:
-        """The assignment for `step` on the first candidate provider not in `avoid`."""
-        usable = [name for name in self.candidates(step) if name not in avoid]
-        if not usable:
-            raise ConfigError(
-                f"no provider left for step {step.id}: {', '.join(avoid)} failed",
-                setting="HI_MOE_PIPELINE__FALLBACKS",
-            )
-        name = usable[0]
-        provider = self.providers[name]
+    def assign(self, step: Step, provider: str | None = None) -> Assignment:
+        """The assignment for `step` on `provider` (by default its first candidate)."""
+        name = provider or self.candidates(step)[0]
+        if name not in self.providers:
+            raise ConfigError(f"no provider {name!r} is loaded", setting="HI_MOE_PIPELINE__ROUTES")
+        chosen = self.providers[name]
         notes: list[str] = []
-        if name != self.candidates(step)[0]:
-            notes.append(f"routed to {name}: {', '.join(avoid)} unavailable")
 
         adapter = self.adapters.get(step.domain)
         served = self._served.get(name)
-        if adapter is not None and not provider.capabilities.adapters:
+        if adapter is not None and not chosen.capabilities.adapters:
             notes.append(f"{name} serves no adapters: base model instead of {adapter}")
             adapter = None
         elif adapter is not None and served is not None and adapter not in served:
@@ -163,7 +168,7 @@ class Dispatcher:
             adapter = None
 
         constraint: Constraint | None = None
-        kinds = provider.capabilities.constraint_kinds
+        kinds = chosen.capabilities.constraint_kinds
         if step.output == "code":
             if "grammar" in kinds:
                 constraint = self.code_grammar

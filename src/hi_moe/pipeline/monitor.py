@@ -1,10 +1,13 @@
 """The Progress Monitor: owns a run from task to answer.
 
 It plans (Architect), assigns each step (Dispatcher), executes the DAG (Fleet) and checks what
-comes back: a code step with tests runs in the sandbox, a JSON step is schema-checked by the
-provider. A failed check is retried with the failure as feedback; a final step that fails for
-good is re-planned; both within a `Budget` of tokens, wall time and attempts. Every finished
-step is journaled, so `resume(run_id)` continues a killed run without asking again.
+comes back. Requests go through one `FallbackProvider` over the loaded providers, ordered per
+call by the Dispatcher's routes, so a provider that is down is passed over (and cooled down)
+there, not by loops here. A code step with tests runs in the sandbox, a JSON step is
+schema-checked by the provider. A failed check is retried with the failure as feedback; a final
+step that fails for good is re-planned; both within a `Budget` of tokens, wall time and
+attempts. Every finished step is journaled, so `resume(run_id)` continues a killed run without
+asking again.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from hi_moe import constraints
@@ -22,10 +25,9 @@ from hi_moe.errors import (
     ConfigError,
     ConstraintViolation,
     HiMoeError,
-    ProviderError,
     UnknownAdapter,
 )
-from hi_moe.pipeline.architect import Architect, PlanOutcome
+from hi_moe.pipeline.architect import Architect
 from hi_moe.pipeline.dispatcher import Assignment, Dispatcher, extract_output
 from hi_moe.pipeline.events import Event, EventKind, EventSink
 from hi_moe.pipeline.fleet import Fleet, StopRun
@@ -34,8 +36,14 @@ from hi_moe.pipeline.plan import Plan, Step, Task, plan_problems
 from hi_moe.pipeline.result import RunResult, StepResult
 from hi_moe.pipeline.settings import PipelineSettings
 from hi_moe.providers.base import InferenceProvider
+from hi_moe.providers.fallback import (
+    Cooldown,
+    FallbackProvider,
+    on_unavailable,
+    on_unavailable_or_rejected,
+)
 from hi_moe.sandbox.base import SandboxBackend
-from hi_moe.types import CompletionRequest, Message, Usage
+from hi_moe.types import Completion, CompletionRequest, Hop, Message, Usage
 
 __all__ = ["ProgressMonitor"]
 
@@ -108,6 +116,14 @@ class ProgressMonitor:
             json_max_chars=s.json_max_chars,
         )
         self.fleet = Fleet(max_parallel=s.max_parallel, step_timeout_s=s.step_timeout_s)
+        self.chain = FallbackProvider.of(
+            self.providers,
+            fallback_on=on_unavailable_or_rejected if s.fallback_on_rejected else on_unavailable,
+            cooldown=Cooldown(
+                failures=s.cooldown_failures, window_s=s.cooldown_window_s, cooldown_s=s.cooldown_s
+            ),
+        )
+        """Every request of a run goes through this, ordered per call (`chain.ordered`)."""
         # The plan schema and the output constraints are the same for every run: compile them
         # in the background now, so no request waits for XGrammar (or its import).
         d = self.dispatcher
@@ -211,27 +227,25 @@ class ProgressMonitor:
             return self._finish(run, {}, resumed, reason=reason)
 
     async def _plan(self, run: _Run, feedback: str | None) -> None:
-        """Plan on the primary provider, then on each fallback while providers are down."""
+        """Plan on the primary provider, falling back in the configured order."""
         names = list(dict.fromkeys([self.primary, *self.settings.fallbacks]))
-        outcome: PlanOutcome | None = None
-        for index, name in enumerate(names):
-            try:
-                outcome = await self.architect.plan(
-                    self.providers[name], run.task, feedback=feedback
-                )
-                break
-            except ProviderError as error:
-                if not error.retryable or index == len(names) - 1:
-                    raise
-                self._emit("fell_back", run, detail=f"planning on {names[index + 1]}: {error}")
-        assert outcome is not None
+
+        def fell_back(hop: Hop) -> None:
+            if hop.error != "skipped":
+                later = names[names.index(hop.provider) + 1 :]
+                where = f"planning on {later[0]}" if later else "planning"
+                self._emit("fell_back", run, detail=f"{where}: {hop.provider}: {hop.message}")
+
+        outcome = await self.architect.plan(
+            self.chain.ordered(names, on_hop=fell_back), run.task, feedback=feedback
+        )
         run.usage = run.usage + outcome.usage
         for made in outcome.requests:
             self._emit(
                 "request",
                 run,
                 None,
-                provider=name,
+                provider=made.provider or self.primary,
                 adapter=None,
                 domain="plan",
                 latency_s=None if made.latency_s is None else round(made.latency_s, 4),
@@ -289,91 +303,55 @@ class ProgressMonitor:
     ) -> StepResult:
         assert run.plan is not None
         is_final = step.id == run.plan.final_step().id
-        avoid: list[str] = []
         notes: list[str] = []
         feedback: list[Message] = []
         usage = Usage()
         failure = "not attempted"
         attempts = 0
         started = time.perf_counter()
+
+        def note(text: str) -> None:
+            if text not in notes:
+                notes.append(text)
+                self._emit("fell_back", run, step.id, text)
+
         while attempts < self.settings.budget.step_attempts:
             if (spent := self._budget_left(run)) is not None:
                 raise StopRun(spent)
-            assignment = self.dispatcher.assign(step, avoid=avoid)
-            for note in assignment.notes:
-                if note not in notes:
-                    notes.append(note)
-                    self._emit("fell_back", run, step.id, note)
             attempts += 1
+            first = self.dispatcher.assign(step)
             self._emit(
                 "step_started" if attempts == 1 else "step_retried",
                 run,
                 step.id,
                 failure if attempts > 1 else step.goal[:200],
                 attempt=attempts,
-                provider=assignment.provider,
-                adapter=assignment.adapter,
+                provider=first.provider,
+                adapter=first.adapter,
             )
-            request = self._request(run.task, step, assignment, inputs, feedback, is_final)
-            provider = self.providers[assignment.provider]
+            attempt = _Attempt(self, run, step, inputs, feedback, is_final, note)
             text = ""
             try:
-                completion = await provider.complete(request)
-            except ConstraintViolation as error:
-                cost = error.usage or Usage()
-                usage, run.usage = usage + cost, run.usage + cost
-                failure, text = f"the output broke its format: {error.reason}", error.text
-                self._request_event(run, step, assignment, cost, error=type(error).__name__)
-            except UnknownAdapter as error:
-                self.dispatcher.forget_adapters(assignment.provider)
-                await self.dispatcher.survey()
-                failure = str(error)
-                continue
-            except ProviderError as error:
-                if not error.retryable:
-                    failure = f"{type(error).__name__}: {error}"
+                completion = await attempt.send()
+            except HiMoeError as error:
+                usage = usage + attempt.spent
+                failure, text, again = self._failed(run, step, error, attempt)
+                if again is None:
                     break
-                avoid.append(assignment.provider)
-                failure = f"{assignment.provider} unavailable: {error}"
-                if not [c for c in self.dispatcher.candidates(step) if c not in avoid]:
-                    break
-                continue
-            except HiMoeError as error:  # a bad constraint or setting: retrying cannot help
-                failure = f"{type(error).__name__}: {error}"
-                break
+                if again == "survey":
+                    await self.dispatcher.survey()
+                    continue
             else:
-                cost = completion.usage
-                usage, run.usage = usage + cost, run.usage + cost
-                self._request_event(run, step, assignment, cost, latency_s=completion.latency_s)
-                output = extract_output(step.output, completion.text, completion.parsed)
-                problem = await self._check(run.task, step, output, is_final)
-                if problem is None:
-                    result = StepResult(
-                        step_id=step.id,
-                        status="done",
-                        output=output,
-                        parsed=completion.parsed,
-                        provider=assignment.provider,
-                        adapter=assignment.adapter,
-                        model=completion.model,
-                        attempts=attempts,
-                        usage=usage,
-                        latency_s=time.perf_counter() - started,
-                        notes=tuple(notes),
-                    )
-                    if self.journal is not None:
-                        self.journal.finish_step(run.run_id, run.version, result)
-                    self._emit(
-                        "step_finished",
-                        run,
-                        step.id,
-                        attempts=attempts,
-                        provider=assignment.provider,
-                        adapter=assignment.adapter,
-                        tokens=usage.total_tokens,
-                    )
-                    return result
-                failure, text = problem, completion.text
+                usage = usage + attempt.spent
+                assignment = attempt.assignments[completion.provider]
+                for adapted in assignment.notes:
+                    note(adapted)
+                result = await self._accept(run, step, assignment, completion, is_final)
+                usage = usage + completion.usage
+                if isinstance(result, str):
+                    failure, text = result, completion.text
+                else:
+                    return self._done(run, result, attempts, usage, started, notes)
             feedback = [
                 Message.assistant(text),
                 Message.user(f"That did not work: {failure}\nFix it and answer again."),
@@ -387,6 +365,79 @@ class ProgressMonitor:
             latency_s=time.perf_counter() - started,
             notes=tuple(notes),
             error=failure,
+        )
+
+    def _failed(
+        self, run: _Run, step: Step, error: HiMoeError, attempt: _Attempt
+    ) -> tuple[str, str, str | None]:
+        """What an attempt that ended in `error` leaves: the failure to feed back, the text it
+        was about, and what to do (`retry`, `survey` the adapters first, or None: give up)."""
+        if isinstance(error, ConstraintViolation):
+            cost = error.usage or Usage()
+            run.usage = run.usage + cost
+            self._request_event(run, step, attempt.last(), cost, error=type(error).__name__)
+            return f"the output broke its format: {error.reason}", error.text, "retry"
+        if isinstance(error, UnknownAdapter):
+            self.dispatcher.forget_adapters(error.provider or attempt.last().provider)
+            return str(error), "", "survey"
+        # Every candidate was tried (or is cooling down), or no retry can fix it (a bad
+        # constraint or setting): the step fails with the provider's own typed error.
+        return f"{type(error).__name__}: {error}", "", None
+
+    def _done(
+        self,
+        run: _Run,
+        result: StepResult,
+        attempts: int,
+        usage: Usage,
+        started: float,
+        notes: list[str],
+    ) -> StepResult:
+        result = result.model_copy(
+            update={
+                "attempts": attempts,
+                "usage": usage,
+                "latency_s": time.perf_counter() - started,
+                "notes": tuple(notes),
+            }
+        )
+        if self.journal is not None:
+            self.journal.finish_step(run.run_id, run.version, result)
+        self._emit(
+            "step_finished",
+            run,
+            result.step_id,
+            attempts=attempts,
+            provider=result.provider,
+            adapter=result.adapter,
+            tokens=usage.total_tokens,
+        )
+        return result
+
+    async def _accept(
+        self,
+        run: _Run,
+        step: Step,
+        assignment: Assignment,
+        completion: Completion,
+        is_final: bool,
+    ) -> StepResult | str:
+        """The done step for a completion that passes the step's checks, or why it fails
+        them; its tokens are counted either way."""
+        run.usage = run.usage + completion.usage
+        self._request_event(run, step, assignment, completion.usage, latency_s=completion.latency_s)
+        output = extract_output(step.output, completion.text, completion.parsed)
+        problem = await self._check(run.task, step, output, is_final)
+        if problem is not None:
+            return problem
+        return StepResult(
+            step_id=step.id,
+            status="done",
+            output=output,
+            parsed=completion.parsed,
+            provider=assignment.provider,
+            adapter=assignment.adapter,
+            model=completion.model,
         )
 
     def _request_event(
@@ -528,6 +579,59 @@ class ProgressMonitor:
             notes=tuple(run.notes),
             resumed_steps=tuple(sorted(resumed)),
         )
+
+
+class _Attempt:
+    """One attempt at a step through the fallback chain: the request fitted to each provider
+    tried (its adapter and constraint, kept in `assignments`), and what each hop leaves (a
+    request event, a note, the tokens it cost in `spent`)."""
+
+    def __init__(
+        self,
+        monitor: ProgressMonitor,
+        run: _Run,
+        step: Step,
+        inputs: Mapping[str, StepResult],
+        feedback: list[Message],
+        is_final: bool,
+        note: Callable[[str], None],
+    ) -> None:
+        self.monitor, self.run, self.step = monitor, run, step
+        self.inputs, self.feedback, self.is_final = inputs, feedback, is_final
+        self.note = note
+        self.assignments: dict[str, Assignment] = {}
+        self.spent = Usage()
+
+    async def send(self) -> Completion:
+        dispatcher = self.monitor.dispatcher
+        chain = self.monitor.chain.ordered(dispatcher.candidates(self.step), on_hop=self._hopped)
+        return await chain.complete_each(self._request_for)
+
+    def last(self) -> Assignment:
+        """The assignment of the provider tried last."""
+        if self.assignments:
+            return list(self.assignments.values())[-1]
+        return self.monitor.dispatcher.assign(self.step)
+
+    def _request_for(self, label: str, provider: InferenceProvider) -> CompletionRequest:
+        monitor = self.monitor
+        assignment = monitor.dispatcher.assign(self.step, label)
+        self.assignments[label] = assignment
+        return monitor._request(
+            self.run.task, self.step, assignment, self.inputs, self.feedback, self.is_final
+        )
+
+    def _hopped(self, hop: Hop) -> None:
+        if hop.error == "skipped":
+            if hop.message.startswith("cooling down"):  # capability skips are in the notes
+                self.note(f"{hop.provider} skipped: {hop.message}")
+            return
+        self.spent = self.spent + hop.usage
+        self.run.usage = self.run.usage + hop.usage
+        assignment = self.assignments.get(hop.provider) or self.last()
+        self.monitor._request_event(self.run, self.step, assignment, hop.usage, error=hop.error)
+        word = "rejected its output" if hop.error == "ConstraintViolation" else "unavailable"
+        self.note(f"{hop.provider} {word}: {hop.message}")
 
 
 def _new_run_id() -> str:

@@ -75,6 +75,13 @@ class PipelineSettings(BaseModel):
     """First match wins; unmatched steps go to the configured `provider`."""
     fallbacks: list[str] = Field(default_factory=list)
     """Providers to use, in order, when the chosen one is down."""
+    fallback_on_rejected: bool = False
+    """Also fall back when a provider's output broke its constraint (after its retries)."""
+    cooldown_failures: Positive = 3
+    """Failures of a provider within `cooldown_window_s` that make the run skip it..."""
+    cooldown_window_s: Seconds = 60.0
+    cooldown_s: Seconds = 30.0
+    """...for this long; then one request probes it again."""
     journal: str = f"{DATA_DIR}/journal.sqlite"
     metrics: str | None = f"{DATA_DIR}/metrics.jsonl"
 

@@ -13,6 +13,7 @@ always the whole constraint. Both run off the event loop where they can be slow,
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from abc import ABC, abstractmethod
@@ -22,8 +23,13 @@ from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hi_moe import constraints
-from hi_moe.errors import ConstraintViolation, UnknownAdapter, UnsupportedConstraint
+from hi_moe import constraints, deadline
+from hi_moe.errors import (
+    ConstraintViolation,
+    ProviderTimeout,
+    UnknownAdapter,
+    UnsupportedConstraint,
+)
 from hi_moe.types import Completion, CompletionRequest, Constraint, ConstraintKind
 
 if TYPE_CHECKING:
@@ -89,6 +95,9 @@ class InferenceProvider(ABC):
     capabilities: Capabilities
     compile_timeout_s: float = constraints.COMPILE_TIMEOUT_S
     """Bound on validating one constraint (an XGrammar compile) and on checking one output."""
+    deadline_s: float | None = None
+    """This provider's worst case for one `complete()`, every stage included; a request's
+    `deadline_s` or an enclosing `hi_moe.deadline.scope` shortens it. None: no own bound."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -163,7 +172,29 @@ class InferenceProvider(ABC):
     async def complete(self, request: CompletionRequest) -> Completion:
         """One checked completion. `parsed` holds the JSON value for `JsonSchema` requests;
         `text` is the output, or canonical JSON where raw control characters in its strings
-        were the only fault."""
+        were the only fault.
+
+        The call runs under one deadline (`request.deadline_s`, else `deadline_s`, never past
+        an enclosing scope's) that every stage sees; past it the call ends with
+        `ProviderTimeout`, whatever stage it was in."""
+        limit = request.deadline_s or self.deadline_s
+        with deadline.scope(limit) as at:
+            left = None if at is None else max(at - time.monotonic(), 0.0)
+            if left == 0.0:
+                raise ProviderTimeout("the call's deadline had passed", provider=self.name)
+            backstop = asyncio.timeout(left)
+            try:
+                async with backstop:
+                    return await self._checked_complete(request)
+            except TimeoutError:
+                if backstop.expired():
+                    raise ProviderTimeout(
+                        f"no answer within the call's deadline ({left or 0.0:.1f} s)",
+                        provider=self.name,
+                    ) from None
+                raise
+
+    async def _checked_complete(self, request: CompletionRequest) -> Completion:
         await self._aprepare(request)
         completion = await self._complete(request)
         if request.constraint is None:

@@ -245,7 +245,9 @@ class MockProvider(InferenceProvider):
 
     def _sample(self, request: CompletionRequest) -> str:
         # Seeded by content, not arrival order, so concurrent callers get stable answers.
-        rng = random.Random(f"{self.seed}:{request.model_dump_json()}")
+        # How long the caller will wait does not change what is asked, so not the answer.
+        asked = request.model_dump_json(exclude={"deadline_s"})
+        rng = random.Random(f"{self.seed}:{asked}")
         max_chars = request.max_tokens * CHARS_PER_TOKEN
         constraint = request.constraint
         if constraint is None:

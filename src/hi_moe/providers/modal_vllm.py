@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import math
+import socket
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Self
@@ -22,22 +24,22 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import SecretStr
 
-from hi_moe import constraints
+from hi_moe import constraints, deadline
 from hi_moe.errors import (
     AuthenticationError,
+    BadResponse,
     ConfigError,
     HiMoeError,
     ProviderError,
+    ProviderNotReady,
     ProviderTimeout,
+    ProviderUnavailable,
+    ProviderUnreachable,
     RequestRejected,
     UnknownAdapter,
 )
 from hi_moe.providers.base import ALL_CONSTRAINT_KINDS, Capabilities, Health, checkable_kinds
-from hi_moe.providers.openai_compat import (
-    OpenAICompatibleProvider,
-    error_param,
-    translate_error,
-)
+from hi_moe.providers.openai_compat import OpenAICompatibleProvider, error_param
 from hi_moe.retry import RetryPolicy
 from hi_moe.types import (
     Choice,
@@ -52,7 +54,7 @@ from hi_moe.types import (
 if TYPE_CHECKING:
     from hi_moe.config import Settings
 
-__all__ = ["ModalVLLMProvider", "normalise_endpoint", "structured_outputs"]
+__all__ = ["ModalVLLMProvider", "VLLMProvider", "normalise_endpoint", "structured_outputs"]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,27 @@ def normalise_endpoint(endpoint: str, *, allow_insecure_http: bool = False) -> s
     return urlunsplit((url.scheme, url.netloc, path, "", ""))
 
 
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """Mark a readiness task's error as seen: its waiters may all have given up on it."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _served_models(body: object, provider: str) -> dict[str, str | None]:
+    """/v1/models' answer as id → parent, or `BadResponse` for another shape."""
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        raise BadResponse("malformed /v1/models answer: no data list", provider=provider)
+    models: dict[str, str | None] = {}
+    for entry in data:
+        ident = entry.get("id") if isinstance(entry, dict) else None
+        parent = entry.get("parent") if isinstance(entry, dict) else None
+        if not isinstance(ident, str) or not (parent is None or isinstance(parent, str)):
+            raise BadResponse(f"malformed /v1/models entry: {entry!r:.80}", provider=provider)
+        models[ident] = parent
+    return models
+
+
 def structured_outputs(constraint: Constraint) -> dict[str, Any]:
     """vLLM's `structured_outputs` object for a constraint: exactly one key."""
     match constraint:
@@ -107,10 +130,12 @@ def structured_outputs(constraint: Constraint) -> dict[str, Any]:
     raise TypeError(f"not a constraint: {constraint!r}")
 
 
-class ModalVLLMProvider(OpenAICompatibleProvider):
-    """A vLLM server: base model plus LoRA adapters, every constraint kind enforced."""
+class VLLMProvider(OpenAICompatibleProvider):
+    """A vLLM OpenAI-compatible server, local or on Modal: base model plus LoRA adapters,
+    every constraint kind enforced. `ModalVLLMProvider` is the same class under its old name,
+    and `provider = "modal"` the same provider in configuration."""
 
-    name = "modal"
+    name = "vllm"
     capabilities = Capabilities(
         constraint_kinds=ALL_CONSTRAINT_KINDS, adapters=True, runtime_adapters=True, streaming=True
     )
@@ -167,7 +192,9 @@ class ModalVLLMProvider(OpenAICompatibleProvider):
         self.startup_timeout_s = startup_timeout_s
         self.adapters_ttl_s = adapters_ttl_s
         self._ready = False
-        self._ready_lock = asyncio.Lock()
+        self._readiness: asyncio.Task[None] | None = None
+        # A call may first wait out a cold start, then retry: its worst case is both.
+        self.deadline_s = startup_timeout_s + self.retry.deadline_s
         self._models_cache: tuple[float, dict[str, str | None]] | None = None
         self.trusted_kinds = frozenset(trust_server_constraints)
         self.capabilities = type(self).capabilities.model_copy(
@@ -203,55 +230,119 @@ class ModalVLLMProvider(OpenAICompatibleProvider):
 
     def __repr__(self) -> str:
         return (
-            f"ModalVLLMProvider(endpoint={self.endpoint!r}, "
+            f"VLLMProvider(endpoint={self.endpoint!r}, "
             f"api_key={'***' if self._has_api_key else None}, proxy_auth={self._proxy_auth})"
         )
 
     # -- readiness (cold starts) --------------------------------------------------------------
 
-    async def _before_request(self) -> None:
+    async def _before_request(self, timeout_s: float | None = None) -> None:
         if not self._ready:
-            await self.wait_until_ready()
+            await self.wait_until_ready(timeout_s)
+
+    async def _aprepare(self, request: CompletionRequest) -> None:
+        """Validate (an XGrammar compile may take seconds) while readiness is checked: a dead
+        endpoint fails in the time a /health probe takes, and a cold start overlaps the
+        compile. The probe is not a completion: nothing is sent before validation passes."""
+        if self._ready:
+            return await super()._aprepare(request)
+        validating = asyncio.ensure_future(super()._aprepare(request))
+        readiness = asyncio.ensure_future(self._before_request())
+        try:
+            await asyncio.wait({validating, readiness}, return_when=asyncio.FIRST_EXCEPTION)
+            if readiness.done() and not validating.done():
+                readiness.result()  # a dead endpoint: its error, without waiting the compile
+            await validating
+            await readiness
+        finally:
+            for pending in (validating, readiness):
+                if not pending.done():
+                    pending.cancel()
+            await asyncio.gather(validating, readiness, return_exceptions=True)
+
+    def _after_failure(self, error: HiMoeError) -> None:
+        # A 502-504, a timeout or a lost connection may be an app that scaled to zero: the
+        # next attempt waits for /health again (one shared wait) instead of failing on it.
+        if isinstance(error, ProviderTimeout) or (
+            isinstance(error, ProviderUnavailable) and error.status_code in (None, 502, 503, 504)
+        ):
+            self._ready = False
 
     async def wait_until_ready(self, timeout_s: float | None = None) -> None:
-        """Wait for /health to answer 200, up to the startup deadline. Called before the first
-        request; call it yourself to warm a cold app up ahead of time."""
-        async with self._ready_lock:
-            if self._ready:
-                return
-            budget = self.startup_timeout_s if timeout_s is None else timeout_s
-            started = time.monotonic()
-            deadline = started + budget
-            pause, last_report = _POLL_INTERVAL_S[0], None
-            while True:
-                left = deadline - time.monotonic()
-                health = await self._probe(timeout_s=max(min(60.0, left), 0.1))
-                now = time.monotonic()
-                if health.ok:
-                    self._ready = True
-                    if last_report is not None:
-                        log.info("%s is ready after %.0f s", self.endpoint, now - started)
-                    return
-                if last_report is None:
-                    log.info(
-                        "waiting up to %.0f s for %s to start (%s): a scaled-to-zero Modal app "
-                        "starts a container and loads its model first",
-                        budget, self.endpoint, health.detail,
-                    )  # fmt: skip
-                    last_report = now
-                elif now - last_report >= _PROGRESS_EVERY_S:
-                    log.info("still waiting for %s after %.0f s", self.endpoint, now - started)
-                    last_report = now
-                if now + pause >= deadline:
-                    raise ProviderTimeout(
-                        f"{self.endpoint} was not ready within the startup deadline of "
-                        f"{budget:.0f} s (last: {health.status}, {health.detail})",
-                        provider=self.name,
-                    )
-                await asyncio.sleep(pause)
-                pause = min(pause * 1.5, _POLL_INTERVAL_S[1])
+        """Wait for /health to answer 200. Called before requests; call it yourself to warm a
+        cold app up ahead of time.
 
-    async def _probe(self, *, timeout_s: float) -> Health:
+        All callers share one readiness task, bounded by the startup deadline: 64 requests
+        during a cold start cause one poll loop. Each caller waits at most `timeout_s` (and
+        what the call's deadline leaves), then gets `ProviderNotReady` while the task goes on
+        for the others. Nothing listening on a loopback port, or a host that does not
+        resolve, fails at once with `ProviderUnavailable`.
+        """
+        if self._ready:
+            return
+        loop = asyncio.get_running_loop()
+        task = self._readiness
+        if task is None or task.done() or task.get_loop() is not loop:
+            task = self._readiness = loop.create_task(self._become_ready())
+            task.add_done_callback(_retrieve)
+        limit = deadline.seconds_left()
+        if timeout_s is not None:
+            limit = min(limit, timeout_s)
+        started = time.monotonic()
+        waiting = asyncio.timeout(None if math.isinf(limit) else limit)
+        try:
+            async with waiting:
+                await asyncio.shield(task)
+        except TimeoutError:
+            if not waiting.expired():
+                raise
+            raise ProviderNotReady(
+                f"{self.endpoint} is still starting; stopped waiting after "
+                f"{time.monotonic() - started:.1f} s (the call's deadline)",
+                provider=self.name,
+            ) from None
+
+    async def _become_ready(self) -> None:
+        """The shared readiness task: poll /health until it answers 200 or the startup
+        deadline passes."""
+        budget = self.startup_timeout_s
+        started = time.monotonic()
+        until = started + budget
+        pause, last_report = _POLL_INTERVAL_S[0], None
+        while True:
+            left = until - time.monotonic()
+            health = await self._probe(timeout_s=max(min(60.0, left), 0.1), fail_fast=True)
+            now = time.monotonic()
+            if health.ok:
+                self._ready = True
+                if last_report is not None:
+                    log.warning("%s is ready after %.0f s", self.endpoint, now - started)
+                return
+            if last_report is None:
+                log.warning(
+                    "waiting up to %.0f s for %s to start (%s): a scaled-to-zero Modal app "
+                    "starts a container and loads its model first",
+                    budget, self.endpoint, health.detail,
+                )  # fmt: skip
+                last_report = now
+            elif now - last_report >= _PROGRESS_EVERY_S:
+                log.warning(
+                    "still waiting for %s after %.0f s of %.0f s",
+                    self.endpoint, now - started, budget,
+                )  # fmt: skip
+                last_report = now
+            if now + pause >= until:
+                raise ProviderNotReady(
+                    f"{self.endpoint} was not ready within the startup deadline of "
+                    f"{budget:.0f} s (last: {health.status}, {health.detail})",
+                    provider=self.name,
+                )
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, _POLL_INTERVAL_S[1])
+
+    async def _probe(self, *, timeout_s: float, fail_fast: bool = False) -> Health:
+        """One GET /health. With `fail_fast`, an endpoint that cannot be starting (nothing
+        listens on its loopback port, its host does not resolve) raises instead of waiting."""
         started = time.perf_counter()
         try:
             await self._raw("GET", f"{self.endpoint}/health", timeout_s=timeout_s, cast_to=str)
@@ -260,9 +351,27 @@ class ModalVLLMProvider(OpenAICompatibleProvider):
         except ProviderTimeout:
             return Health(provider=self.name, status="starting", detail="no answer yet")
         except ProviderError as error:
+            if (why := self._unreachable(error)) is not None:
+                if fail_fast:
+                    raise ProviderUnreachable(
+                        f"{self.endpoint}: {why}", provider=self.name
+                    ) from error
+                return Health(provider=self.name, status="down", detail=why)
             status = "starting" if error.status_code in (502, 503, 504) else "down"
             return Health(provider=self.name, status=status, detail=error.message)
         return Health(provider=self.name, status="ok", latency_s=time.perf_counter() - started)
+
+    def _unreachable(self, error: ProviderError) -> str | None:
+        """Why the endpoint cannot be a server that is starting, or None when it may be."""
+        host = urlsplit(self.endpoint).hostname or ""
+        cause: BaseException | None = error
+        while cause is not None:
+            if isinstance(cause, socket.gaierror):
+                return f"cannot resolve {host} ({cause.strerror or cause})"
+            if isinstance(cause, ConnectionRefusedError) and _is_loopback(host):
+                return "nothing listens there (connection refused): is the server running?"
+            cause = cause.__cause__ or cause.__context__
+        return None
 
     async def health(self) -> Health:
         try:
@@ -272,42 +381,55 @@ class ModalVLLMProvider(OpenAICompatibleProvider):
 
     # -- models and adapters ------------------------------------------------------------------
 
-    async def _models(self, *, fresh: bool = False) -> dict[str, str | None]:
-        """Served model ids → their parent (None for the base model), cached briefly."""
+    async def _models(
+        self, *, fresh: bool = False, seconds_left: float | None = None
+    ) -> dict[str, str | None]:
+        """Served model ids → their parent (None for the base model), cached briefly. Inside
+        a chat attempt (`seconds_left` given) one GET, retried by that attempt's loop; on its
+        own (`adapters()`), under a retry loop of its own."""
         cached = self._models_cache
         if not fresh and cached is not None and time.monotonic() - cached[0] < self.adapters_ttl_s:
             return cached[1]
-        await self._before_request()
-        body = await self.retry.call(
-            lambda left: self._raw("GET", "/models", timeout_s=min(left, self.request_timeout_s)),
-            what=f"{self.name} list models",
-        )
-        try:
-            models = {entry["id"]: entry.get("parent") for entry in body["data"]}
-        except (KeyError, TypeError) as error:
-            raise translate_error(error, provider=self.name) from error
+
+        async def fetch(left: float) -> dict[str, str | None]:
+            await self._before_request(left)
+            try:
+                body = await self._raw(
+                    "GET", "/models", timeout_s=min(left, self.request_timeout_s)
+                )
+            except HiMoeError as error:
+                self._after_failure(error)
+                raise
+            return _served_models(body, self.name)
+
+        if seconds_left is not None:
+            models = await fetch(seconds_left)
+        else:
+            models = await self.retry.call(fetch, what=f"{self.name} list models")
         self._models_cache = (time.monotonic(), models)
         return models
 
     async def adapters(self) -> list[str]:
         return [name for name, parent in (await self._models()).items() if parent is not None]
 
-    async def _base(self) -> str:
+    async def _base(self, seconds_left: float | None = None) -> str:
         if self.base_model is None:
-            roots = [name for name, parent in (await self._models()).items() if parent is None]
+            models = await self._models(seconds_left=seconds_left)
+            roots = [name for name, parent in models.items() if parent is None]
             if not roots:
                 raise RequestRejected("the server lists no base model", provider=self.name)
             self.base_model = roots[0]
         return self.base_model
 
-    async def _model_for(self, request: CompletionRequest) -> str:
+    async def _model_for(self, request: CompletionRequest, seconds_left: float) -> str:
         if request.adapter is None:
-            return await self._base()
+            return await self._base(seconds_left)
         for fresh in (False, True):  # a cache miss may be an adapter loaded since
-            models = await self._models(fresh=fresh)
+            models = await self._models(fresh=fresh, seconds_left=seconds_left)
             if models.get(request.adapter, None) is not None:
                 return request.adapter
-        raise UnknownAdapter(request.adapter, await self.adapters(), provider=self.name)
+        served = [name for name, parent in models.items() if parent is not None]
+        raise UnknownAdapter(request.adapter, served, provider=self.name)
 
     def _constraint_fields(self, constraint: Constraint) -> dict[str, Any]:
         return {"structured_outputs": structured_outputs(constraint)}
@@ -356,3 +478,7 @@ class ModalVLLMProvider(OpenAICompatibleProvider):
             raise
         finally:
             self._models_cache = None
+
+
+ModalVLLMProvider = VLLMProvider
+"""The provider's first name, kept: it was written for Modal, and serves any vLLM server."""

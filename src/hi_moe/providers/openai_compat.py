@@ -1,9 +1,15 @@
 """The one OpenAI-compatible request path, shared by the vLLM and OpenAI providers.
 
 A request goes: `_body` builds the chat-completions body → `RetryPolicy.call` runs the attempts
-→ the openai SDK (its own retries off) posts it → `translate_error` turns SDK errors and server
-error bodies into the error tree → `_read_completion` turns the response body into a
-`Completion`, which `InferenceProvider.complete` then checks against the constraint.
+(each one: `_before_request` waits for readiness, the model name is looked up, the body is
+posted) → the openai SDK (its own retries off) posts it → `translate_error` turns SDK errors
+and server error bodies into the error tree → `_read_completion` turns the response body into
+a `Completion`, which `InferenceProvider.complete` then checks against the constraint. The whole
+call runs under one deadline (`hi_moe.deadline`); no stage has a retry loop of its own.
+
+Errors are mapped where they happen: transport failures and server statuses where the request
+is sent, a body of the wrong shape where it is read (`BadResponse`). An exception from our own
+code (a `KeyError`, a `TypeError`) is a bug: it propagates as it is, never retried as a fault.
 
 The body is posted with the SDK's `client.post` (its documented way to send any request), not
 `chat.completions.create`: `create` re-walks the body against its TypedDicts and builds a
@@ -23,12 +29,14 @@ import functools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, get_args
 
 from hi_moe.errors import (
     AuthenticationError,
     BadResponse,
+    ConfigError,
     HiMoeError,
     InvalidConstraint,
     ProviderTimeout,
@@ -52,8 +60,8 @@ _FINISH_REASONS = frozenset(get_args(FinishReason))
 # vLLM's words for a constraint it could not parse (facts.md): "Invalid grammar
 # specification." and "Failed to transform <kind> into a grammar: ...".
 _CONSTRAINT_MESSAGES = ("invalid grammar specification", "into a grammar", "invalid json schema")
-# Exceptions a malformed or truncated body raises inside the SDK, outside its own error tree.
-_MALFORMED = (ValueError, KeyError, TypeError, AttributeError)
+# What a body that is not JSON raises while it is decoded (inside the SDK for streams).
+_UNDECODABLE = (ValueError,)
 
 
 def server_message(error: openai.APIStatusError) -> str:
@@ -139,7 +147,11 @@ def translate_error(
         return ProviderUnavailable(
             f"connection failed: {type(error).__name__}: {error}", provider=provider
         )
-    return BadResponse(f"malformed response: {type(error).__name__}: {error}", provider=provider)
+    if isinstance(error, _UNDECODABLE):
+        return BadResponse(
+            f"malformed response: {type(error).__name__}: {error}", provider=provider
+        )
+    raise TypeError(f"not a transport or body error: {error!r}") from error
 
 
 @functools.cache
@@ -174,10 +186,16 @@ def _timeouts() -> tuple[type[Exception], ...]:
 
 @functools.cache
 def translatable() -> tuple[type[Exception], ...]:
-    """Every exception `translate_error` maps: the SDK's, transport errors, malformed bodies."""
+    """What sending can raise that is not our bug: the SDK's errors and transport errors."""
     import openai
 
-    return (openai.APIError, *_transport_errors(), *_MALFORMED)
+    return (openai.APIError, *_transport_errors())
+
+
+@functools.cache
+def _stream_faults() -> tuple[type[Exception], ...]:
+    """What reading a stream can raise besides: a chunk that is not JSON."""
+    return (*translatable(), *_UNDECODABLE)
 
 
 class OpenAICompatibleProvider(InferenceProvider):
@@ -200,7 +218,13 @@ class OpenAICompatibleProvider(InferenceProvider):
                 e.g. one with respx mocking or custom limits. The caller closes it. By default
                 the SDK's own pooled client is used, and closed by `aclose()`.
         """
-        import openai
+        try:
+            import openai
+        except ImportError:
+            raise ConfigError(
+                f"the {self.name} provider needs the openai SDK: pip install 'hi-moe[openai]'",
+                setting="HI_MOE_PROVIDER",
+            ) from None
 
         self._client = openai.AsyncOpenAI(
             base_url=base_url,
@@ -215,19 +239,24 @@ class OpenAICompatibleProvider(InferenceProvider):
         self._encoded_constraints: dict[Constraint, bytes] = {}
         self.request_timeout_s = request_timeout_s
         self.retry = retry or RetryPolicy()
+        self.deadline_s = self.retry.deadline_s
 
     # -- what subclasses say ------------------------------------------------------------------
 
-    async def _model_for(self, request: CompletionRequest) -> str:
-        """The `model` field for this request."""
+    async def _model_for(self, request: CompletionRequest, seconds_left: float) -> str:
+        """The `model` field for this request (a lookup gets at most `seconds_left`)."""
         raise NotImplementedError
 
     def _constraint_fields(self, constraint: Constraint) -> dict[str, Any]:
         """Body fields that enforce `constraint`."""
         raise NotImplementedError
 
-    async def _before_request(self) -> None:
-        """Called before each request is sent (e.g. to wait out a cold start)."""
+    async def _before_request(self, timeout_s: float | None = None) -> None:
+        """Called before each attempt is sent (to wait out a cold start, say), with at most
+        `timeout_s` to spend."""
+
+    def _after_failure(self, error: HiMoeError) -> None:
+        """Called with each attempt's mapped error (to forget readiness after a 503, say)."""
 
     async def _translate(self, error: Exception, request: CompletionRequest) -> HiMoeError:
         return translate_error(error, provider=self.name, constraint=request.constraint)
@@ -306,94 +335,88 @@ class OpenAICompatibleProvider(InferenceProvider):
     async def _send(
         self,
         request: CompletionRequest,
-        body: bytes,
+        body_for: Callable[[float], Awaitable[bytes]],
         read: Callable[[Any], T],
         *,
         stream: bool = False,
     ) -> T:
-        """Send with retries; `read` turns the response into a result inside the attempt, so a
-        malformed body is retried like any other transient fault."""
+        """Send with retries. Each attempt waits for readiness, builds its body (`body_for`
+        may look the model up) and posts it; `read` turns the response into a result inside
+        the attempt, so a malformed body is retried like any other transient fault."""
         timeout = request.timeout_s or self.request_timeout_s
 
         async def attempt(seconds_left: float) -> T:
             try:
-                response = await self._post(body, min(timeout, seconds_left), stream=stream)
-            except translatable() as error:
-                raise await self._translate(error, request) from error
-            try:
+                await self._before_request(seconds_left)
+                body = await body_for(seconds_left)
+                try:
+                    response = await self._post(body, min(timeout, seconds_left), stream=stream)
+                except translatable() as error:
+                    raise await self._translate(error, request) from error
                 return read(response)
-            except (IndexError, *_MALFORMED) as error:
-                raise BadResponse(
-                    f"malformed response: {type(error).__name__}: {error}", provider=self.name
-                ) from error
+            except HiMoeError as error:
+                self._after_failure(error)
+                raise
 
         return await self.retry.call(attempt, what=f"{self.name} chat completion")
 
     async def _complete(self, request: CompletionRequest) -> Completion:
         started = time.perf_counter()
-        await self._before_request()
-        body = self._encode(request, await self._model_for(request))
+        await self._before_request()  # a cold start is waited for once, before the attempts
+
+        async def body_for(seconds_left: float) -> bytes:
+            return self._encode(request, await self._model_for(request, seconds_left))
+
         return await self._send(
-            request, body, lambda response: self._read_completion(request, response, started)
+            request, body_for, lambda response: self._read_completion(request, response, started)
         )
 
     def _read_completion(
         self, request: CompletionRequest, response: Any, started: float
     ) -> Completion:
-        """The `Completion` in a chat-completions response; a body of the wrong shape raises
-        one of `_MALFORMED` (pydantic's ValidationError is a ValueError)."""
-        data = response.json()
-        choice = data["choices"][0]
-        message = choice["message"]
-        content = message.get("content")
-        # A refusal (OpenAI) comes instead of content: it then fails the constraint check.
-        text = content if content is not None else (message.get("refusal") or "")
-        if not isinstance(text, str):
-            raise TypeError(f"message content is {type(text).__name__}, not text")
-        usage = data.get("usage") or {}
+        """The `Completion` in a chat-completions response; `BadResponse` for a body that is
+        not JSON or not of the documented shape."""
+        try:
+            data = response.json()
+        except _UNDECODABLE as error:
+            raise BadResponse(
+                f"malformed response: {type(error).__name__}: {error}", provider=self.name
+            ) from None
+        text, finish, usage, model, body_id = _chat_fields(data, self.name)
+        header_id = response.headers.get("x-request-id")
         return Completion(
             text=self._postprocess(request, text),
-            finish_reason=_finish_reason(choice.get("finish_reason")),
-            usage=Usage(
-                prompt_tokens=usage.get("prompt_tokens") or 0,
-                completion_tokens=usage.get("completion_tokens") or 0,
-            ),
+            finish_reason=finish,
+            usage=usage,
             provider=self.name,
-            model=data.get("model") or "",
+            model=model,
             adapter=request.adapter,
             latency_s=time.perf_counter() - started,
-            request_id=response.headers.get("x-request-id") or data.get("id"),
+            request_id=header_id or body_id,
         )
 
     async def _stream(self, request: CompletionRequest) -> AsyncIterator[str | Completion]:
         started = time.perf_counter()
         await self._before_request()
-        body = self._encode(
-            request,
-            await self._model_for(request),
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-        stream: Any = await self._send(request, body, lambda response: response, stream=True)
+
+        async def body_for(seconds_left: float) -> bytes:
+            model = await self._model_for(request, seconds_left)
+            return self._encode(request, model, stream=True, stream_options={"include_usage": True})
+
+        stream: Any = await self._send(request, body_for, lambda response: response, stream=True)
         finish_reason: FinishReason = "stop"
         usage = Usage()
         model, request_id = "", None
         try:
             async for chunk in stream:
-                model = chunk.model or model
-                request_id = request_id or chunk.id
-                if chunk.usage is not None:
-                    usage = Usage(
-                        prompt_tokens=chunk.usage.prompt_tokens,
-                        completion_tokens=chunk.usage.completion_tokens,
-                    )
-                if chunk.choices:
-                    choice = chunk.choices[0]
-                    if choice.finish_reason is not None:
-                        finish_reason = _finish_reason(choice.finish_reason)
-                    if choice.delta is not None and choice.delta.content:
-                        yield choice.delta.content
-        except translatable() as error:
+                fields = _chunk_fields(chunk, self.name)
+                model = fields.model or model
+                request_id = request_id or fields.id
+                usage = fields.usage or usage
+                finish_reason = fields.finish_reason or finish_reason
+                if fields.text:
+                    yield fields.text
+        except _stream_faults() as error:
             raise await self._translate(error, request) from error
         finally:
             await stream.close()
@@ -433,7 +456,102 @@ class OpenAICompatibleProvider(InferenceProvider):
             await self._client.close()
 
 
-def _finish_reason(value: str | None) -> FinishReason:
-    if value in _FINISH_REASONS:
+def _finish_reason(value: object) -> FinishReason:
+    if isinstance(value, str) and value in _FINISH_REASONS:
         return value  # type: ignore[return-value]
     return "stop"
+
+
+def _malformed(provider: str, what: str) -> BadResponse:
+    return BadResponse(f"malformed response: {what}", provider=provider)
+
+
+def _count(value: object, provider: str, what: str) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _malformed(provider, f"{what} is {value!r}, not a token count")
+    return value
+
+
+def _usage(value: object, provider: str) -> Usage | None:
+    if value is None:
+        return None
+    # A dict in a body; an SDK model (not validated) in a stream chunk.
+    if isinstance(value, dict):
+        fields = value
+    elif hasattr(value, "__dict__"):
+        fields = vars(value)
+    else:
+        raise _malformed(provider, f"usage is {type(value).__name__}, not an object")
+    return Usage(
+        prompt_tokens=_count(fields.get("prompt_tokens"), provider, "usage.prompt_tokens"),
+        completion_tokens=_count(
+            fields.get("completion_tokens"), provider, "usage.completion_tokens"
+        ),
+    )
+
+
+def _chat_fields(data: object, provider: str) -> tuple[str, FinishReason, Usage, str, str | None]:
+    """Text, finish reason, usage, model and id of a chat-completions body, checked field by
+    field: a body of another shape is `BadResponse`, never an exception from deep inside."""
+    if not isinstance(data, dict):
+        raise _malformed(provider, f"the body is {type(data).__name__}, not an object")
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise _malformed(provider, "no choices")
+    choice = choices[0]
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        raise _malformed(provider, "the choice has no message")
+    content = message.get("content")
+    # A refusal (OpenAI) comes instead of content: it then fails the constraint check.
+    text = content if content is not None else (message.get("refusal") or "")
+    if not isinstance(text, str):
+        raise _malformed(provider, f"message content is {type(text).__name__}, not text")
+    usage = _usage(data.get("usage"), provider) or Usage()
+    model = data.get("model")
+    body_id = data.get("id")
+    return (
+        text,
+        _finish_reason(choice.get("finish_reason")),
+        usage,
+        model if isinstance(model, str) else "",
+        body_id if isinstance(body_id, str) else None,
+    )
+
+
+@dataclass(frozen=True)
+class _ChunkFields:
+    text: str
+    finish_reason: FinishReason | None
+    usage: Usage | None
+    model: str
+    id: str | None
+
+
+def _chunk_fields(chunk: Any, provider: str) -> _ChunkFields:
+    """What one stream chunk says. The SDK builds chunks without validating them, so each
+    field is checked here: a chunk of the wrong shape is `BadResponse`."""
+    choices = getattr(chunk, "choices", None) or []
+    if not isinstance(choices, list):
+        raise _malformed(provider, "a chunk's choices are not a list")
+    text, finish = "", None
+    if choices:
+        choice = choices[0]
+        reason = getattr(choice, "finish_reason", None)
+        finish = _finish_reason(reason) if reason is not None else None
+        delta = getattr(choice, "delta", None)
+        content = getattr(delta, "content", None) if delta is not None else None
+        if content is not None and not isinstance(content, str):
+            raise _malformed(provider, f"a chunk's content is {type(content).__name__}")
+        text = content or ""
+    model = getattr(chunk, "model", None)
+    chunk_id = getattr(chunk, "id", None)
+    return _ChunkFields(
+        text=text,
+        finish_reason=finish,
+        usage=_usage(getattr(chunk, "usage", None), provider),
+        model=model if isinstance(model, str) else "",
+        id=chunk_id if isinstance(chunk_id, str) else None,
+    )

@@ -106,7 +106,7 @@ class OpenAIJSONProvider(OpenAICompatibleProvider):
     def validate_constraint(self, constraint: Constraint) -> constraints.ConstraintReport:
         return validate_for_openai(constraint)
 
-    async def _model_for(self, request: CompletionRequest) -> str:
+    async def _model_for(self, request: CompletionRequest, seconds_left: float) -> str:
         if request.adapter is None:
             return self.model
         try:
