@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import pytest
 
@@ -385,3 +386,20 @@ def test_deadline_scopes_only_shorten() -> None:
             assert outer is not None
             assert shorter < outer
     assert deadline.current() is None
+
+
+async def test_successes_in_between_do_not_forgive_failures_within_the_window() -> None:
+    clock = Clock()
+    answers: Iterator[str | ProviderUnavailable] = iter([down(), "yes", down(), "yes", down()])
+    flaky = MockProvider(respond=lambda request: next(answers))
+    chain = FallbackProvider.of(
+        {"flaky": flaky, "backup": MockProvider()},
+        cooldown=Cooldown(failures=3, window_s=60.0, cooldown_s=30.0, clock=clock),
+    )
+    for _ in range(5):  # fail, ok, fail, ok, fail: three failures within the minute
+        clock.now += 5.0
+        await chain.complete(ASK)
+    completion = await chain.complete(ASK)
+    assert completion.provider == "backup"
+    assert completion.hops[0].message.startswith("cooling down")
+    assert len(flaky.requests) == 5

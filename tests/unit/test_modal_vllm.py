@@ -25,7 +25,7 @@ from hi_moe.errors import (
     UnknownAdapter,
 )
 from hi_moe.retry import RetryPolicy
-from hi_moe.types import Constraint
+from hi_moe.types import Completion, Constraint
 from tests.support import requires
 from tests.unit.vllm_stub import (
     BASE,
@@ -607,3 +607,55 @@ async def test_secrets_appear_in_no_log_error_or_repr(
     assert "overloaded" in caplog.text  # the retry was logged
     for secret in SECRETS:
         assert secret not in seen
+
+
+# -- our bugs are not server faults -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("bug", [KeyError("model"), TypeError("unhashable"), AttributeError("x")])
+async def test_an_exception_from_our_own_code_propagates_and_is_not_retried(
+    server: respx.MockRouter,
+    client: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+    bug: Exception,
+) -> None:
+    chat = server.post("/v1/chat/completions").respond(json=chat_body("hi"))
+    provider = make(client)
+    calls = 0
+
+    def broken(*args: Any, **kwargs: Any) -> Completion:
+        nonlocal calls
+        calls += 1
+        raise bug
+
+    monkeypatch.setattr(provider, "_read_completion", broken)
+    with pytest.raises(type(bug)):
+        await provider.complete(ask())
+    assert calls == 1  # one attempt: a bug is not retried 4 times as a fault
+    assert chat.call_count == 1
+
+
+async def test_a_body_of_the_wrong_shape_is_bad_response_however_deep(
+    server: respx.MockRouter, client: httpx.AsyncClient
+) -> None:
+    weird = [
+        [],
+        {"choices": "x"},
+        {"choices": [{"message": {"content": "hi"}, "finish_reason": ["stop"]}], "model": 3},
+        {"choices": [{"message": {"content": "hi"}}], "usage": {"prompt_tokens": -1}},
+        {"choices": [{"message": {"content": "hi"}}], "usage": {"prompt_tokens": True}},
+    ]
+    server.post("/v1/chat/completions").mock(
+        side_effect=[httpx.Response(200, json=w) for w in weird]
+    )
+    provider = make(client, retry=no_sleep_policy(max_attempts=1)[0])
+    outcomes = []
+    for _ in weird:
+        try:
+            completion = await provider.complete(ask())
+        except BadResponse:
+            outcomes.append("BadResponse")
+        else:
+            outcomes.append(completion.text)
+    # A finish reason or model of the wrong type is ignored, not fatal; everything else is typed.
+    assert outcomes == ["BadResponse", "BadResponse", "hi", "BadResponse", "BadResponse"]

@@ -44,6 +44,8 @@ __all__ = [
     "checkable_kinds",
 ]
 
+_BACKSTOP_GRACE_S = 0.25
+
 ALL_CONSTRAINT_KINDS: frozenset[ConstraintKind] = frozenset(
     ("json_schema", "grammar", "regex", "choice")
 )
@@ -182,7 +184,9 @@ class InferenceProvider(ABC):
             left = None if at is None else max(at - time.monotonic(), 0.0)
             if left == 0.0:
                 raise ProviderTimeout("the call's deadline had passed", provider=self.name)
-            backstop = asyncio.timeout(left)
+            # The stages stop at the deadline with their own typed errors; this only catches
+            # what ignores it, a moment later, so that it never pre-empts theirs.
+            backstop = asyncio.timeout(None if left is None else left + _BACKSTOP_GRACE_S)
             try:
                 async with backstop:
                     return await self._checked_complete(request)

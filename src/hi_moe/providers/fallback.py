@@ -122,16 +122,19 @@ class _Breaker:
             self.failures.clear()
             self.open_until = now + self.policy.cooldown_s
 
-    def succeeded(self) -> None:
-        self.failures.clear()
-        self.open_until = None
-        self.probing = False
+    def succeeded(self, probe: bool) -> None:
+        # Successes in between do not forgive failures: `failures` within `window_s` open the
+        # breaker however many calls succeeded around them. A probe that succeeds closes it.
+        if probe or self.open_until is not None:
+            self.failures.clear()
+            self.open_until = None
+            self.probing = False
 
     def settle(self, verdict: bool | None, probe: bool) -> None:
         """Record a call's outcome: True healthy, False failing, None no verdict on health
         (cancelled, or the request's own fault)."""
         if verdict is True:
-            self.succeeded()
+            self.succeeded(probe)
         elif verdict is False:
             self.failed(probe)
         elif probe:

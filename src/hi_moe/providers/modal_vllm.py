@@ -95,7 +95,7 @@ def normalise_endpoint(endpoint: str, *, allow_insecure_http: bool = False) -> s
     return urlunsplit((url.scheme, url.netloc, path, "", ""))
 
 
-def _retrieve(task: asyncio.Task[None]) -> None:
+def _retrieve(task: asyncio.Task[Any]) -> None:
     """Mark a readiness task's error as seen: its waiters may all have given up on it."""
     if not task.cancelled():
         task.exception()
@@ -193,6 +193,7 @@ class VLLMProvider(OpenAICompatibleProvider):
         self.adapters_ttl_s = adapters_ttl_s
         self._ready = False
         self._readiness: asyncio.Task[None] | None = None
+        self._models_task: asyncio.Task[dict[str, str | None]] | None = None
         # A call may first wait out a cold start, then retry: its worst case is both.
         self.deadline_s = startup_timeout_s + self.retry.deadline_s
         self._models_cache: tuple[float, dict[str, str | None]] | None = None
@@ -393,14 +394,24 @@ class VLLMProvider(OpenAICompatibleProvider):
 
         async def fetch(left: float) -> dict[str, str | None]:
             await self._before_request(left)
-            try:
-                body = await self._raw(
-                    "GET", "/models", timeout_s=min(left, self.request_timeout_s)
+            # One lookup in flight, shared: 64 first requests make one GET, not 64.
+            loop = asyncio.get_running_loop()
+            task = self._models_task
+            if task is None or task.done() or task.get_loop() is not loop:
+                task = self._models_task = loop.create_task(
+                    self._fetch_models(min(left, self.request_timeout_s))
                 )
-            except HiMoeError as error:
-                self._after_failure(error)
-                raise
-            return _served_models(body, self.name)
+                task.add_done_callback(_retrieve)
+            waiting = asyncio.timeout(left)
+            try:
+                async with waiting:
+                    return await asyncio.shield(task)
+            except TimeoutError:
+                if not waiting.expired():
+                    raise
+                raise ProviderTimeout(
+                    "no /v1/models answer within the call's deadline", provider=self.name
+                ) from None
 
         if seconds_left is not None:
             models = await fetch(seconds_left)
@@ -408,6 +419,14 @@ class VLLMProvider(OpenAICompatibleProvider):
             models = await self.retry.call(fetch, what=f"{self.name} list models")
         self._models_cache = (time.monotonic(), models)
         return models
+
+    async def _fetch_models(self, timeout_s: float) -> dict[str, str | None]:
+        try:
+            body = await self._raw("GET", "/models", timeout_s=timeout_s)
+        except HiMoeError as error:
+            self._after_failure(error)
+            raise
+        return _served_models(body, self.name)
 
     async def adapters(self) -> list[str]:
         return [name for name, parent in (await self._models()).items() if parent is not None]
