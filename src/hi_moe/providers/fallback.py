@@ -276,23 +276,14 @@ class FallbackProvider(InferenceProvider):
     ) -> Completion:
         """Like `complete`, with a request built per member by `request_for`."""
         trail = _Trail(on_hop or self.on_hop)
-        refused: HiMoeError | None = None  # the first "cannot take it": raised if nothing else
-        failed: HiMoeError | None = None  # the last real failure
-        cooling: list[tuple[str, float]] = []
         for member in self._members:
-            if failed is not None and deadline.seconds_left() <= 0:
+            if trail.failed_with is not None and deadline.seconds_left() <= 0:
                 break  # no time left to ask anyone else: the last failure stands
             request = request_for(member.label, member.provider)
             if request is None:
                 trail.skip(member.label, "passed over for this request")
                 continue
-            if (lack := self._lacks(member, request)) is not None:
-                trail.skip(member.label, lack.message)
-                refused = refused or lack
-                continue
-            if (wait := member.breaker.wait_s()) > 0:
-                cooling.append((member.label, wait))
-                trail.skip(member.label, f"cooling down for {wait:.1f} s")
+            if not trail.admits(member, self._lacks(member, request)):
                 continue
             probe = member.breaker.begin()
             started = time.perf_counter()
@@ -300,8 +291,7 @@ class FallbackProvider(InferenceProvider):
             try:
                 completion = await member.provider.complete(request)
             except _CANNOT_TAKE as error:
-                refused = refused or error
-                trail.failed(member.label, error, started)
+                trail.cannot_take(member.label, error, started)
                 continue
             except HiMoeError as error:
                 if isinstance(error, ProviderError):
@@ -310,7 +300,6 @@ class FallbackProvider(InferenceProvider):
                     error.hops = trail.hops()
                     raise
                 trail.failed(member.label, error, started)
-                failed = error
                 continue
             else:
                 verdict = True
@@ -319,7 +308,7 @@ class FallbackProvider(InferenceProvider):
                 )
             finally:
                 member.breaker.settle(verdict, probe)
-        raise trail.give_up(failed or refused, cooling, self.name)
+        raise trail.give_up(self.name)
 
     def stream(self, request: CompletionRequest) -> CompletionStream:
         """The first member's stream that starts; a member that fails before its first chunk is
@@ -376,6 +365,27 @@ class _Trail:
     def __init__(self, sink: HopSink | None) -> None:
         self._hops: list[Hop] = []
         self._sink = sink
+        self.refused: HiMoeError | None = None
+        """The first "cannot take this request": raised when nothing else happened."""
+        self.failed_with: HiMoeError | None = None
+        """The last real failure."""
+        self.cooling: list[tuple[str, float]] = []
+
+    def admits(self, member: _Member, lack: HiMoeError | None) -> bool:
+        """Whether `member` may be asked: it can take the request and is not cooling down."""
+        if lack is not None:
+            self.skip(member.label, lack.message)
+            self.refused = self.refused or lack
+            return False
+        if (wait := member.breaker.wait_s()) > 0:
+            self.cooling.append((member.label, wait))
+            self.skip(member.label, f"cooling down for {wait:.1f} s")
+            return False
+        return True
+
+    def cannot_take(self, label: str, error: HiMoeError, started: float) -> None:
+        self.refused = self.refused or error
+        self._record(label, error, started)
 
     def hops(self) -> tuple[Hop, ...]:
         return tuple(self._hops)
@@ -384,8 +394,12 @@ class _Trail:
         self._add(Hop(provider=label, error="skipped", message=why))
 
     def failed(self, label: str, error: HiMoeError, started: float) -> None:
-        usage = error.usage if isinstance(error, ConstraintViolation) else None
+        self.failed_with = error
         log.warning("%s failed (%s); trying the next provider", label, error)
+        self._record(label, error, started)
+
+    def _record(self, label: str, error: HiMoeError, started: float) -> None:
+        usage = error.usage if isinstance(error, ConstraintViolation) else None
         self._add(
             Hop(
                 provider=label,
@@ -404,10 +418,9 @@ class _Trail:
             except Exception:  # a broken event sink must not break the call
                 log.exception("hop sink %r failed", self._sink)
 
-    def give_up(
-        self, error: HiMoeError | None, cooling: list[tuple[str, float]], name: str
-    ) -> HiMoeError:
+    def give_up(self, name: str) -> HiMoeError:
         """The error a call ends with when no member answered, carrying the hops."""
+        error, cooling = self.failed_with or self.refused, self.cooling
         if error is None:
             waits = ", ".join(f"{label} for {wait:.0f} s" for label, wait in cooling)
             error = ProviderUnavailable(
@@ -426,17 +439,8 @@ class _FallbackStream(CompletionStream):
     async def _run(self) -> AsyncGenerator[str, None]:
         fallback, request = self.provider, self.request
         trail = _Trail(fallback.on_hop)
-        refused: HiMoeError | None = None
-        failed: HiMoeError | None = None
-        cooling: list[tuple[str, float]] = []
         for member in fallback._members:
-            if (lack := fallback._lacks(member, request)) is not None:
-                trail.skip(member.label, lack.message)
-                refused = refused or lack
-                continue
-            if (wait := member.breaker.wait_s()) > 0:
-                cooling.append((member.label, wait))
-                trail.skip(member.label, f"cooling down for {wait:.1f} s")
+            if not trail.admits(member, fallback._lacks(member, request)):
                 continue
             stream = member.provider.stream(request)
             probe = member.breaker.begin()
@@ -448,8 +452,7 @@ class _FallbackStream(CompletionStream):
                 except StopAsyncIteration:
                     first = None
                 except _CANNOT_TAKE as error:
-                    refused = refused or error
-                    trail.failed(member.label, error, started)
+                    trail.cannot_take(member.label, error, started)
                     continue
                 except HiMoeError as error:
                     verdict = False if isinstance(error, ProviderError) else None
@@ -457,7 +460,6 @@ class _FallbackStream(CompletionStream):
                         error.hops = trail.hops()
                         raise
                     trail.failed(member.label, error, started)
-                    failed = error
                     continue
                 # Past the first chunk there is no going back: the consumer has text.
                 if first is not None:
@@ -476,7 +478,7 @@ class _FallbackStream(CompletionStream):
                 update={"provider": member.label, "hops": trail.hops()}
             )
             return
-        raise trail.give_up(failed or refused, cooling, fallback.name)
+        raise trail.give_up(fallback.name)
 
 
 def _unique(names: list[str]) -> list[str]:
