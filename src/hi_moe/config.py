@@ -240,6 +240,13 @@ def _entry_points() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:  # in sys.modules as None: imports of it are blocked
+        return False
+
+
 def provider_names() -> list[str]:
     """Built-in provider names, then those registered under the `hi_moe.providers` group."""
     return [*_BUILTIN_PROVIDERS, *sorted(_entry_points().keys() - _BUILTIN_PROVIDERS.keys())]
@@ -252,7 +259,7 @@ def provider_class(name: str) -> type[InferenceProvider]:
     if name in _BUILTIN_PROVIDERS:
         module, _, attribute = _BUILTIN_PROVIDERS[name].partition(":")
         extra = _EXTRAS.get(name)
-        if extra is not None and importlib.util.find_spec(extra) is None:
+        if extra is not None and not _importable(extra):
             raise ConfigError(
                 f"provider {name!r} needs the {extra} package: pip install 'hi-moe[{extra}]'",
                 setting=env_name("provider"),

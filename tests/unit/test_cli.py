@@ -324,3 +324,26 @@ def test_check_schema_refuses_a_schema_that_cannot_be_checked(tmp_path: Path) ->
     bad = runner.invoke(app, ["check-schema", str(garbage)])
     assert bad.exit_code == 2
     assert "Traceback" not in bad.output
+
+
+def test_choosing_a_provider_whose_extra_is_missing_is_one_line_naming_it() -> None:
+    """The base install's case: the openai SDK is not there (its import is blocked here)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.modules['openai'] = None\n"
+        "from hi_moe.cli import main\n"
+        "sys.argv = ['hi-moe', 'complete', 'hello']\n"
+        "main()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HI_MOE_")}
+    env.update(HI_MOE_PROVIDER="vllm", HI_MOE_MODAL__ENDPOINT="http://127.0.0.1:9")
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True, text=True, timeout=60, env=env, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert "pip install 'hi-moe[openai]'" in lines[0]
