@@ -77,7 +77,7 @@ def test_serve_local_tiny_serves_until_stopped(tmp_path: Path) -> None:
         }
         health = hi_moe("health", env=client_env)
         assert health.returncode == 0, health.stderr
-        assert health.stdout.startswith("modal: ok")
+        assert health.stdout.startswith("vllm: ok")  # provider = "modal" is its alias
         adapters = hi_moe("adapters", "--json", env=client_env)
         assert sorted(json.loads(adapters.stdout)) == ["math-lora", "python-lora"]
         answer = hi_moe(

@@ -241,26 +241,6 @@ class VLLMProvider(OpenAICompatibleProvider):
         if not self._ready:
             await self.wait_until_ready(timeout_s)
 
-    async def _aprepare(self, request: CompletionRequest) -> None:
-        """Validate (an XGrammar compile may take seconds) while readiness is checked: a dead
-        endpoint fails in the time a /health probe takes, and a cold start overlaps the
-        compile. The probe is not a completion: nothing is sent before validation passes."""
-        if self._ready:
-            return await super()._aprepare(request)
-        validating = asyncio.ensure_future(super()._aprepare(request))
-        readiness = asyncio.ensure_future(self._before_request())
-        try:
-            await asyncio.wait({validating, readiness}, return_when=asyncio.FIRST_EXCEPTION)
-            if readiness.done() and not validating.done():
-                readiness.result()  # a dead endpoint: its error, without waiting the compile
-            await validating
-            await readiness
-        finally:
-            for pending in (validating, readiness):
-                if not pending.done():
-                    pending.cancel()
-            await asyncio.gather(validating, readiness, return_exceptions=True)
-
     def _after_failure(self, error: HiMoeError) -> None:
         # A 502-504, a timeout or a lost connection may be an app that scaled to zero: the
         # next attempt waits for /health again (one shared wait) instead of failing on it.
