@@ -131,7 +131,9 @@ async def test_after_scaling_to_zero_the_next_call_waits_again_instead_of_failin
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger=LOGGER)
-    cold_s, idle_s = 1.5, 1.0
+    # Idle longer than the poll loop's pauses (up to 1.7 s by then), or the server would scale
+    # to zero again between two /health probes of one wait.
+    cold_s, idle_s = 1.5, 3.0
     with cold_server("--cold-s", str(cold_s), "--idle-s", str(idle_s)) as url:
         async with ModalVLLMProvider(url, startup_timeout_s=30.0, retry=FAST_RETRY) as provider:
             async with asyncio.timeout(20):
@@ -140,6 +142,7 @@ async def test_after_scaling_to_zero_the_next_call_waits_again_instead_of_failin
                 first_s = time.monotonic() - started
                 await asyncio.sleep(idle_s + 0.5)  # no request: it scales to zero
                 idle = await asyncio.to_thread(stats, url)
+                warned_before = len(waiting_warnings(caplog))
                 started = time.monotonic()
                 second = await provider.complete(REQUEST)
                 second_s = time.monotonic() - started
@@ -156,7 +159,8 @@ async def test_after_scaling_to_zero_the_next_call_waits_again_instead_of_failin
     assert second_s >= cold_s - 0.2  # it waited out the second cold start
     assert served["completions_ok"] == 2
     assert served["completions_refused"] == 1  # only the request that woke it up
-    assert len(waiting_warnings(caplog)) == 2  # one per cold start
+    # One per cold start: the first may be over before the first call on a loaded machine.
+    assert len(waiting_warnings(caplog)) == warned_before + 1
 
 
 async def test_a_dead_loopback_port_fails_at_once() -> None:
