@@ -24,27 +24,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.servers.fault_server import completion
+
 BASE = "stub-base"
 STARTING = b'{"error": {"message": "starting", "code": 503}}'
-
-
-def completion(model: str, text: str) -> bytes:
-    return json.dumps(
-        {
-            "id": "chatcmpl-cold",
-            "object": "chat.completion",
-            "created": 1,
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
-        }
-    ).encode()
 
 
 def answer(request: Any) -> str:
@@ -170,7 +153,7 @@ def make_handler(lifecycle: Lifecycle, adapters: list[str]) -> type[BaseHTTPRequ
                 self._send(400, b'{"error": {"message": "invalid JSON", "code": 400}}')
                 return
             model = request.get("model", BASE) if isinstance(request, dict) else BASE
-            self._send(200, completion(str(model), answer(request)))
+            self._send(200, completion(answer(request), str(model)))
 
     return Handler
 

@@ -27,13 +27,14 @@ FAULTS = ("503", "429", "reset", "truncated", "malformed", "stall", "violation")
 STALL_S = 5.0
 
 
-def completion(text: str) -> bytes:
+def completion(text: str, model: str = "stub-base") -> bytes:
+    """A chat completion answering `text` (the cold-start server's too)."""
     return json.dumps(
         {
-            "id": "chatcmpl-fault",
+            "id": "chatcmpl-stub",
             "object": "chat.completion",
             "created": 1,
-            "model": "stub-base",
+            "model": model,
             "choices": [
                 {
                     "index": 0,
