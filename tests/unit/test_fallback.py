@@ -15,6 +15,7 @@ from hi_moe.errors import (
     ProviderNotReady,
     ProviderTimeout,
     ProviderUnavailable,
+    ProviderUnreachable,
     RateLimited,
     UnknownAdapter,
     UnsupportedConstraint,
@@ -403,3 +404,36 @@ async def test_successes_in_between_do_not_forgive_failures_within_the_window() 
     assert completion.provider == "backup"
     assert completion.hops[0].message.startswith("cooling down")
     assert len(flaky.requests) == 5
+
+
+async def test_nothing_listening_opens_the_breaker_at_once_and_the_skip_says_why() -> None:
+    clock = Clock()
+    dead = MockProvider(
+        respond=lambda request: ProviderUnreachable("nothing listens there", provider="dead")
+    )
+    chain = FallbackProvider.of(
+        {"dead": dead, "backup": MockProvider()},
+        cooldown=Cooldown(failures=3, window_s=10.0, cooldown_s=30.0, clock=clock),
+    )
+    assert (await chain.complete(ASK)).provider == "backup"
+    skipped = await chain.complete(ASK)
+    assert len(dead.requests) == 1  # one refused connection is enough: not three
+    assert skipped.hops[0].error == "skipped"
+    assert skipped.hops[0].message == "cooling down for 30.0 s after: nothing listens there"
+
+
+async def test_a_failure_seen_outside_the_chain_counts_towards_its_cooldown() -> None:
+    clock = Clock()
+    primary = MockProvider()
+    chain = FallbackProvider.of(
+        {"primary": primary, "backup": MockProvider()},
+        cooldown=Cooldown(failures=2, window_s=10.0, cooldown_s=30.0, clock=clock),
+    )
+    chain.ordered(["backup", "primary"]).record_failure("primary", down())
+    assert (await chain.complete(ASK)).provider == "primary"  # one failure of two
+    chain.record_failure("primary", down())
+    chain.record_failure("primary", UnknownAdapter("x", [], provider="primary"))  # not health
+    assert (await chain.complete(ASK)).provider == "backup"
+    assert len(primary.requests) == 1
+    with pytest.raises(ValueError, match="no such member"):
+        chain.record_failure("nobody", down())

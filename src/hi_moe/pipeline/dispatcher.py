@@ -125,23 +125,29 @@ class Dispatcher:
         self.json_schema = json_constraint(json_max_chars)
         self._served: dict[str, set[str] | None] = {}
 
-    async def survey(self, timeout_s: float = 10.0) -> None:
+    async def survey(self, timeout_s: float = 10.0) -> dict[str, HiMoeError]:
         """Ask every provider, all at once, which adapters it serves. A provider that cannot
         say within `timeout_s` (it is down or cold, say) is asked again at its next
-        `UnknownAdapter`, not waited for now; meanwhile its adapters are assumed served."""
+        `UnknownAdapter`, not waited for now; meanwhile its adapters are assumed served.
+        Returns the errors of the providers that failed to answer, by name."""
+        failures: dict[str, HiMoeError] = {}
 
         async def ask(name: str, provider: InferenceProvider) -> set[str] | None:
             try:
                 with deadline.scope(timeout_s):
                     async with asyncio.timeout(timeout_s):
                         return set(await provider.adapters())
-            except (HiMoeError, TimeoutError) as error:
-                log.warning("cannot list %s's adapters: %s", name, error or "no answer in time")
-                return None
+            except HiMoeError as error:
+                failures[name] = error
+                log.warning("cannot list %s's adapters: %s", name, error)
+            except TimeoutError:
+                log.warning("cannot list %s's adapters: no answer in %.0f s", name, timeout_s)
+            return None
 
         names = list(self.providers)
         answers = await asyncio.gather(*(ask(n, self.providers[n]) for n in names))
         self._served.update(zip(names, answers, strict=True))
+        return failures
 
     def candidates(self, step: Step) -> list[str]:
         """Providers for a step, first choice first: the matching route's, the primary, then

@@ -196,10 +196,16 @@ class ProgressMonitor:
             self._emit("step_resumed", run, step_id)
         return await self._drive(run, done=done)
 
+    async def _survey(self) -> None:
+        # A provider found down here is skipped by the first request instead of costing it a
+        # failed call (and, for vLLM, compiling the request's grammar first).
+        for name, error in (await self.dispatcher.survey()).items():
+            self.chain.record_failure(name, error)
+
     async def _drive(self, run: _Run, done: dict[str, StepResult]) -> RunResult:
         resumed = dict(done)
         try:
-            await self.dispatcher.survey()
+            await self._survey()
             if run.plan is None:
                 await self._plan(run, feedback=None)
             assert run.plan is not None
@@ -339,7 +345,7 @@ class ProgressMonitor:
                 if again is None:
                     break
                 if again == "survey":
-                    await self.dispatcher.survey()
+                    await self._survey()
                     continue
             else:
                 usage = usage + attempt.spent

@@ -9,9 +9,11 @@ Each member keeps every rule of its own: it validates, retries and checks. This 
 the order, the cooldowns and the record of each hop.
 
 Cooldowns work as LiteLLM's do: a member that failed `failures` times within `window_s` is
-skipped for `cooldown_s`; after that one call probes it (half-open) while the others still skip
-it, and the probe's outcome closes or re-opens the breaker. When every member that could take a
-request is cooling down the call fails at once with `ProviderUnavailable` and a `retry_after`.
+skipped for `cooldown_s` (at once when nothing listens at its endpoint: `ProviderUnreachable`
+is not a blip that the next call may miss); after that one call probes it (half-open) while
+the others still skip it, and the probe's outcome closes or re-opens the breaker. When every
+member that could take a request is cooling down the call fails at once with
+`ProviderUnavailable` and a `retry_after`.
 
 Every `Completion` names the member that answered (`provider`) and the members passed over
 before it (`hops`, with the tokens a rejected output cost); an error raised carries the same
@@ -35,6 +37,7 @@ from hi_moe.errors import (
     InvalidConstraint,
     ProviderError,
     ProviderUnavailable,
+    ProviderUnreachable,
     UnknownAdapter,
     UnsupportedConstraint,
 )
@@ -92,6 +95,8 @@ class _Breaker:
         self.failures: deque[float] = deque()
         self.open_until: float | None = None
         self.probing = False
+        self.why = ""
+        """The failure that opened the breaker, said when the member is skipped."""
 
     def wait_s(self) -> float:
         """Seconds until this member may be asked; 0 when it may be asked now."""
@@ -109,18 +114,21 @@ class _Breaker:
             return True
         return False
 
-    def failed(self, probe: bool) -> None:
+    def failed(self, probe: bool, error: HiMoeError | None = None) -> None:
         now = self.policy.clock()
         if probe:
             self.probing = False
-            self.open_until = now + self.policy.cooldown_s
-            return
         self.failures.append(now)
         while self.failures and now - self.failures[0] > self.policy.window_s:
             self.failures.popleft()
-        if len(self.failures) >= self.policy.failures:
+        if (
+            probe
+            or isinstance(error, ProviderUnreachable)
+            or (len(self.failures) >= self.policy.failures)
+        ):
             self.failures.clear()
             self.open_until = now + self.policy.cooldown_s
+            self.why = error.message if error is not None else ""
 
     def succeeded(self, probe: bool) -> None:
         # Successes in between do not forgive failures: `failures` within `window_s` open the
@@ -130,13 +138,13 @@ class _Breaker:
             self.open_until = None
             self.probing = False
 
-    def settle(self, verdict: bool | None, probe: bool) -> None:
-        """Record a call's outcome: True healthy, False failing, None no verdict on health
-        (cancelled, or the request's own fault)."""
+    def settle(self, verdict: HiMoeError | bool | None, probe: bool) -> None:
+        """Record a call's outcome: True healthy, a `ProviderError` failing, None no verdict on
+        health (cancelled, or the request's own fault)."""
         if verdict is True:
             self.succeeded(probe)
-        elif verdict is False:
-            self.failed(probe)
+        elif isinstance(verdict, HiMoeError):
+            self.failed(probe, verdict)
         elif probe:
             self.probing = False
 
@@ -231,6 +239,15 @@ class FallbackProvider(InferenceProvider):
     def members(self) -> dict[str, InferenceProvider]:
         return {m.label: m.provider for m in self._members}
 
+    def record_failure(self, label: str, error: HiMoeError) -> None:
+        """Count a failure of member `label` seen outside a call through this chain (a health
+        check or an adapter listing, say), so the cooldown knows it before the next call."""
+        member = next((m for m in self._members if m.label == label), None)
+        if member is None:
+            raise ValueError(f"no such member: {label}")
+        if isinstance(error, ProviderError):
+            member.breaker.failed(probe=False, error=error)
+
     def __repr__(self) -> str:
         return f"FallbackProvider({', '.join(m.label for m in self._members)})"
 
@@ -287,7 +304,7 @@ class FallbackProvider(InferenceProvider):
                 continue
             probe = member.breaker.begin()
             started = time.perf_counter()
-            verdict: bool | None = None
+            verdict: HiMoeError | bool | None = None
             try:
                 completion = await member.provider.complete(request)
             except _CANNOT_TAKE as error:
@@ -295,7 +312,7 @@ class FallbackProvider(InferenceProvider):
                 continue
             except HiMoeError as error:
                 if isinstance(error, ProviderError):
-                    verdict = False
+                    verdict = error
                 if not self.fallback_on(error):
                     error.hops = trail.hops()
                     raise
@@ -379,7 +396,8 @@ class _Trail:
             return False
         if (wait := member.breaker.wait_s()) > 0:
             self.cooling.append((member.label, wait))
-            self.skip(member.label, f"cooling down for {wait:.1f} s")
+            why = f" after: {member.breaker.why}" if member.breaker.why else ""
+            self.skip(member.label, f"cooling down for {wait:.1f} s{why}")
             return False
         return True
 
@@ -445,7 +463,7 @@ class _FallbackStream(CompletionStream):
             stream = member.provider.stream(request)
             probe = member.breaker.begin()
             started = time.perf_counter()
-            verdict: bool | None = None
+            verdict: HiMoeError | bool | None = None
             try:
                 try:
                     first: str | None = await stream.__anext__()
@@ -455,7 +473,7 @@ class _FallbackStream(CompletionStream):
                     trail.cannot_take(member.label, error, started)
                     continue
                 except HiMoeError as error:
-                    verdict = False if isinstance(error, ProviderError) else None
+                    verdict = error if isinstance(error, ProviderError) else None
                     if not fallback.fallback_on(error):
                         error.hops = trail.hops()
                         raise
@@ -467,8 +485,8 @@ class _FallbackStream(CompletionStream):
                 async for chunk in stream:
                     yield chunk
                 verdict = True
-            except ProviderError:
-                verdict = False
+            except ProviderError as error:
+                verdict = error
                 raise
             finally:
                 await stream.aclose()
