@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hi_moe import constraints, json_check
+from hi_moe import constraints
+from hi_moe.constraints import json_check
 from hi_moe.errors import ConstraintViolation, InvalidConstraint
 from hi_moe.pipeline.dispatcher import code_constraints, json_constraint
 from hi_moe.providers import ModalVLLMProvider

@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from hi_moe.sandbox import (
+from hi_moe.pipeline.sandbox import (
     BubblewrapBackend,
     Limits,
     ProcessBackend,

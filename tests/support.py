@@ -46,7 +46,7 @@ def requires(module: str, extra: str) -> pytest.MarkDecorator:
 
 def requires_bubblewrap() -> pytest.MarkDecorator:
     """Skip (locally; CI installs bubblewrap and forbids skips) where bwrap cannot run."""
-    from hi_moe.sandbox import bubblewrap_problem
+    from hi_moe.pipeline.sandbox import bubblewrap_problem
 
     problem = bubblewrap_problem()
     return pytest.mark.skipif(

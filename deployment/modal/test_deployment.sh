@@ -8,4 +8,4 @@ if [ -z "${HI_MOE_MODAL__ENDPOINT:-}" ]; then
   exit 2
 fi
 export HI_MOE_PROVIDER=modal
-exec "$python" -m hi_moe.deployment_check
+exec "$python" -m hi_moe.ops.deployment_check

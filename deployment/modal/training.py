@@ -4,15 +4,15 @@ from JSONL in the data Volume into the adapters Volume, where the server picks i
     python deployment/modal/upload_data.py python.jsonl          # validated, then uploaded
     modal run deployment/modal/training.py --data python.jsonl --adapter python-lora
 
-The trainer setup and the example format are `hi_moe.training.train_lora` and
-`hi_moe.specialists.training_example`: the tests run the same code on CPU.
+The trainer setup and the example format are `hi_moe.ops.training.train_lora` and
+`hi_moe.pipeline.specialists.training_example`: the tests run the same code on CPU.
 """
 
 from __future__ import annotations
 
 import modal
 
-from hi_moe import deploy
+from hi_moe.ops import deploy
 
 config = deploy.deployment()
 
@@ -55,7 +55,7 @@ def train(
     base_model_dir: str = config.model_dir,
 ) -> str:
     """Train `adapter` from `/data/<data_file>`; write it to `/adapters/<adapter>`."""
-    from hi_moe.training import TrainConfig, load_examples, train_lora
+    from hi_moe.ops.training import TrainConfig, load_examples, train_lora
 
     examples = load_examples(f"{deploy.DATA_DIR}/{data_file}")
     target = f"{deploy.ADAPTERS_DIR}/{adapter}"

@@ -10,8 +10,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from hi_moe import deploy
-from hi_moe.training import validate_lines
+from hi_moe.ops import deploy
+from hi_moe.ops.training import validate_lines
 
 
 def check(paths: list[Path]) -> list[str]:

@@ -4,7 +4,7 @@ XGrammar structured outputs, behind Modal's proxy auth and vLLM's API key.
     modal run deployment/modal/vllm_server.py::download_model   # once: weights to the Volume
     modal deploy deployment/modal/vllm_server.py                # HI_MOE_DEPLOY_MODE=dev|demo|prod
 
-The command line comes from `hi_moe.serving.vllm_command`, the one the local CPU server and the
+The command line comes from `hi_moe.ops.serving.vllm_command`, the one the local CPU server and the
 integration tests run. See README.md here for set-up, costs, modes, adapters and key rotation.
 """
 
@@ -15,8 +15,8 @@ import subprocess
 
 import modal
 
-from hi_moe import deploy
-from hi_moe.serving import ServeOptions, find_adapters, redact, server_env, vllm_command
+from hi_moe.ops import deploy
+from hi_moe.ops.serving import ServeOptions, find_adapters, redact, server_env, vllm_command
 
 config = deploy.deployment()
 mode = config.settings

@@ -10,6 +10,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from hi_moe import _moved
+
+_moved.install()
+
 if TYPE_CHECKING:
     from hi_moe.config import Settings, load_provider
     from hi_moe.errors import (

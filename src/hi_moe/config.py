@@ -34,7 +34,7 @@ from pydantic_settings import (
 
 from hi_moe.errors import ConfigError
 from hi_moe.pipeline.settings import PipelineSettings
-from hi_moe.specialists import default_adapters
+from hi_moe.pipeline.specialists import default_adapters
 from hi_moe.types import ConstraintKind
 
 if TYPE_CHECKING:
@@ -208,7 +208,7 @@ class Settings(BaseSettings):
 def _remember_secrets(value: object) -> None:
     """Tell the sandbox's scrubber every secret the settings hold, so that none can come back
     in what a sandboxed program reports (a key in hi_moe.toml is not in the environment)."""
-    from hi_moe.sandbox.scrub import remember_secret
+    from hi_moe.pipeline.sandbox.scrub import remember_secret
 
     if isinstance(value, SecretStr):
         remember_secret(value.get_secret_value())

@@ -1,5 +1,5 @@
 """A real vLLM server for the integration tests: a tiny model built here, two LoRA adapters,
-started through `hi_moe.serving` (the command line Modal runs) and stopped by its pid."""
+started through `hi_moe.ops.serving` (the command line Modal runs) and stopped by its pid."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from hi_moe.ops.serving import LocalServer, ServeOptions, free_port
+from hi_moe.ops.tiny import TinyModel, build_tiny_model
 from hi_moe.providers.modal_vllm import ModalVLLMProvider
-from hi_moe.serving import LocalServer, ServeOptions, free_port
-from hi_moe.tiny import TinyModel, build_tiny_model
 
 API_KEY = "integration-test-key-7c1e"
 BASE_MODEL = "tiny-base"
@@ -65,7 +65,7 @@ def vllm_server(
     )
     log_path = tmp_path_factory.mktemp("vllm") / "server.log"
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    from hi_moe.serving import server_env
+    from hi_moe.ops.serving import server_env
 
     with LocalServer(options, log_path=log_path, env=server_env(base=env)) as server:
         assert server.pid is not None

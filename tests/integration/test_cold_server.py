@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-import hi_moe.serving
-from hi_moe.serving import free_port
+import hi_moe.ops.serving
+from hi_moe.ops.serving import free_port
 from tests.servers.openai_stub import serving
 
 pytestmark = pytest.mark.integration
@@ -67,7 +67,7 @@ def test_it_refuses_while_cold_and_answers_once_warm(monkeypatch: pytest.MonkeyP
     # serving() yields only once /health is 200, i.e. after the cold period; to see the
     # cold period from outside, fix the port it will use and probe from a thread meanwhile.
     port = free_port()
-    monkeypatch.setattr(hi_moe.serving, "free_port", lambda: port)
+    monkeypatch.setattr(hi_moe.ops.serving, "free_port", lambda: port)
     base = f"http://127.0.0.1:{port}"
     seen: dict[str, Any] = {}
 

@@ -15,7 +15,7 @@ import pytest
 
 from hi_moe import Choice, CompletionRequest, constraints
 from hi_moe.errors import HiMoeError
-from hi_moe.retry import RetryPolicy
+from hi_moe.providers.retry import RetryPolicy
 from tests.servers.openai_stub import serving
 from tests.support import requires
 

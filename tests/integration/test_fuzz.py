@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from hi_moe import constraints
 from hi_moe.errors import HiMoeError, InvalidConstraint, UnsupportedConstraint
 from hi_moe.providers import MockProvider, ModalVLLMProvider, OpenAIJSONProvider
-from hi_moe.retry import RetryPolicy
+from hi_moe.providers.retry import RetryPolicy
 from hi_moe.types import Choice, Completion, CompletionRequest, JsonSchema
 from tests.support import refuse_connections
 

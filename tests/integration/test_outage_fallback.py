@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from hi_moe.ops.serving import free_port
 from hi_moe.pipeline import PipelineSettings, ProgressMonitor
 from hi_moe.providers import MockProvider
-from hi_moe.retry import RetryPolicy
-from hi_moe.serving import free_port
+from hi_moe.providers.retry import RetryPolicy
 from tests.support import requires
 
 pytestmark = [pytest.mark.integration, requires("openai", "openai")]

@@ -23,11 +23,11 @@ import pytest
 
 from hi_moe import Choice, Completion, CompletionRequest, constraints, errors
 from hi_moe.errors import ProviderNotReady, ProviderTimeout, ProviderUnavailable
+from hi_moe.ops.serving import free_port
 from hi_moe.providers import MockProvider
 from hi_moe.providers.fallback import Cooldown, FallbackProvider
 from hi_moe.providers.modal_vllm import ModalVLLMProvider
-from hi_moe.retry import RetryPolicy
-from hi_moe.serving import free_port
+from hi_moe.providers.retry import RetryPolicy
 from hi_moe.types import Hop
 from tests.support import requires
 

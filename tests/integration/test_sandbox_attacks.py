@@ -33,9 +33,9 @@ from hi_moe.pipeline import Budget, Journal, MetricsLog, PipelineSettings, Progr
 from hi_moe.pipeline.events import Event
 from hi_moe.pipeline.plan import Plan, Step
 from hi_moe.pipeline.result import RunResult
+from hi_moe.pipeline.sandbox import Isolation, SandboxSettings, bubblewrap_problem, load_backend
+from hi_moe.pipeline.sandbox.launch import pids_cgroups_available
 from hi_moe.providers import MockProvider
-from hi_moe.sandbox import Isolation, SandboxSettings, bubblewrap_problem, load_backend
-from hi_moe.sandbox.launch import pids_cgroups_available
 from tests.support import live_processes
 from tests.unit.pipeline_support import scripted
 
@@ -481,7 +481,7 @@ async def test_an_attack_is_contained(
 
 
 def _processes_bounded() -> bool:
-    from hi_moe.sandbox import BubblewrapBackend
+    from hi_moe.pipeline.sandbox import BubblewrapBackend
 
     return BubblewrapBackend().bounds_processes
 
@@ -538,7 +538,7 @@ from hi_moe import constraints
 from hi_moe.pipeline import Budget, PipelineSettings, ProgressMonitor, Task
 from hi_moe.pipeline.plan import Plan, Step
 from hi_moe.providers import MockProvider
-from hi_moe.sandbox import SandboxSettings
+from hi_moe.pipeline.sandbox import SandboxSettings
 from tests.support import live_processes
 from tests.unit.pipeline_support import scripted
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from hi_moe import Regex, constraints
-from hi_moe.serving import free_port
+from hi_moe.ops.serving import free_port
 from tests.support import requires
 
 pytestmark = [

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from hi_moe import CompletionRequest
+from hi_moe.ops.training import TrainConfig, train_lora, validate_lines
 from hi_moe.providers.modal_vllm import ModalVLLMProvider
-from hi_moe.training import TrainConfig, train_lora, validate_lines
 from tests.integration.conftest import VLLMServer
 
 pytestmark = pytest.mark.integration
@@ -66,7 +66,7 @@ def test_the_deployment_check_passes_against_a_real_server(vllm_server: VLLMServ
         "HI_MOE_MODAL__API_KEY": vllm_server.api_key,
     }
     done = subprocess.run(
-        [sys.executable, "-m", "hi_moe.deployment_check"],
+        [sys.executable, "-m", "hi_moe.ops.deployment_check"],
         env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr

@@ -85,7 +85,7 @@ def running(reply: str) -> Iterator[str]:
 @contextmanager
 def serving(module: str, *args: str) -> Iterator[str]:
     """Run `python -m module --port N *args` on a free port; yield its URL; stop it by pid."""
-    from hi_moe.serving import free_port
+    from hi_moe.ops.serving import free_port
 
     port = free_port()
     root = Path(__file__).resolve().parents[2]

@@ -266,7 +266,9 @@ def test_sandbox_says_which_backend_runs_code_and_what_it_leaves_open() -> None:
 def test_sandbox_refuses_a_downgrade_when_isolation_is_required(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("hi_moe.sandbox.bubblewrap.bubblewrap_problem", lambda: "bwrap missing")
+    monkeypatch.setattr(
+        "hi_moe.pipeline.sandbox.bubblewrap.bubblewrap_problem", lambda: "bwrap missing"
+    )
     result = runner.invoke(
         app, ["sandbox"], env={"HI_MOE_PIPELINE__SANDBOX__REQUIRE_ISOLATION": "true"}
     )
@@ -279,7 +281,9 @@ def test_sandbox_refuses_a_downgrade_when_isolation_is_required(
 def test_run_with_tests_and_required_isolation_fails_before_any_request(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr("hi_moe.sandbox.bubblewrap.bubblewrap_problem", lambda: "bwrap missing")
+    monkeypatch.setattr(
+        "hi_moe.pipeline.sandbox.bubblewrap.bubblewrap_problem", lambda: "bwrap missing"
+    )
     task = tmp_path / "task.json"
     task.write_text(json.dumps({"prompt": "Write add(a, b).", "tests": "assert add(1, 2) == 3"}))
     result = runner.invoke(

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from hi_moe import deploy
+from hi_moe.ops import deploy
 from tests.support import refuse_connections, requires
 
 pytestmark = requires("modal", "modal")
@@ -79,7 +79,7 @@ def test_gpu_and_model_are_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_command_line_serves_every_adapter_with_xgrammar_and_the_key(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, no_network: list[object]
 ) -> None:
-    from hi_moe.serving import vllm_command
+    from hi_moe.ops.serving import vllm_command
 
     server = load("vllm_server", monkeypatch)
     for name in ("python-lora", "math-lora", "sql-lora"):

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hi_moe.cli import app
-from hi_moe.doctor import CANARIES, diagnose
+from hi_moe.ops.doctor import CANARIES, diagnose
 from hi_moe.providers import MockProvider
 from hi_moe.types import CompletionRequest
 

@@ -1,4 +1,4 @@
-"""`hi_moe.json_sampler`: values that satisfy a JSON Schema, checked by an independent validator.
+"""`sampling.json_sampler`: values that satisfy a JSON Schema, checked by an independent validator.
 
 The authority in these tests is jsonschema itself (the schema's own draft, every format
 asserted by jsonschema's format checker), not anything in `hi_moe`.
@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema.validators import validator_for
 
-from hi_moe.json_sampler import CannotSample, Unsatisfiable, sample_json
+from hi_moe.providers.sampling.json_sampler import CannotSample, Unsatisfiable, sample_json
 
 SUITE = Path(__file__).resolve().parents[3] / "shared" / "data" / "json-schema-test-suite" / "tests"
 DRAFTS = {
@@ -293,7 +293,7 @@ FORMATS = [
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_formats_satisfy_strict_checkers(fmt: str) -> None:
-    from hi_moe.schema_formats import format_checker
+    from hi_moe.constraints.formats import format_checker
 
     strict = format_checker()
     loose = jsonschema.Draft202012Validator.FORMAT_CHECKER
@@ -592,7 +592,7 @@ def test_values_do_not_depend_on_string_hashing() -> None:
 
     code = (
         "import json, random\n"
-        "from hi_moe.json_sampler import sample_json\n"
+        "from hi_moe.providers.sampling.json_sampler import sample_json\n"
         f"schemas = {[PERSON, {'minProperties': 3, 'type': 'object'}]!r}\n"
         "print(json.dumps([sample_json(s, random.Random(3), accept=lambda v: None) "
         "for s in schemas]))\n"

@@ -24,7 +24,7 @@ from hi_moe.errors import (
     RequestRejected,
     UnknownAdapter,
 )
-from hi_moe.retry import RetryPolicy
+from hi_moe.providers.retry import RetryPolicy
 from hi_moe.types import Completion, Constraint
 from tests.support import requires
 from tests.unit.vllm_stub import (

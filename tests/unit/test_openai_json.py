@@ -21,7 +21,7 @@ from hi_moe.errors import (
     UnknownAdapter,
     UnsupportedConstraint,
 )
-from hi_moe.retry import RetryPolicy
+from hi_moe.providers.retry import RetryPolicy
 from hi_moe.types import Constraint
 from tests.support import requires
 from tests.unit.vllm_stub import chat_body, error_body, sent_json

@@ -23,8 +23,8 @@ from hi_moe.pipeline import (
 )
 from hi_moe.pipeline.architect import Architect
 from hi_moe.pipeline.plan import plan_problems
+from hi_moe.pipeline.sandbox import SandboxSettings
 from hi_moe.providers import MockProvider
-from hi_moe.sandbox import SandboxSettings
 from hi_moe.types import CompletionRequest, Grammar, JsonSchema
 from tests.unit.pipeline_support import is_plan_request, plan_of, scripted, step_of
 
@@ -472,7 +472,7 @@ async def test_generated_code_cannot_hang_the_run() -> None:
 async def test_a_sandbox_that_cannot_isolate_stops_the_run_before_any_request(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("hi_moe.sandbox.bubblewrap.bubblewrap_problem", lambda: "no bwrap")
+    monkeypatch.setattr("hi_moe.pipeline.sandbox.bubblewrap.bubblewrap_problem", lambda: "no bwrap")
     mock = MockProvider(respond=scripted(plan_of(("s1", "add", "python", (), "code"))))
     run, _ = monitor(mock, sandbox=SandboxSettings(require_isolation=True))
     with pytest.raises(ConfigError, match="require_isolation"):

@@ -14,7 +14,7 @@ from hi_moe.errors import (
     RateLimited,
     RequestRejected,
 )
-from hi_moe.retry import RetryPolicy
+from hi_moe.providers.retry import RetryPolicy
 from hi_moe.types import Choice
 
 

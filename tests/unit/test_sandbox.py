@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hi_moe.errors import ConfigError
-from hi_moe.sandbox import (
+from hi_moe.pipeline.sandbox import (
     BubblewrapBackend,
     Limits,
     ProcessBackend,
@@ -25,8 +25,8 @@ from hi_moe.sandbox import (
     run_script,
     verdict,
 )
-from hi_moe.sandbox.launch import Capture, child_command, encode_request, kill_descendants
-from hi_moe.sandbox.scrub import REDACTED, redact, remember_secret
+from hi_moe.pipeline.sandbox.launch import Capture, child_command, encode_request, kill_descendants
+from hi_moe.pipeline.sandbox.scrub import REDACTED, redact, remember_secret
 from tests.support import live_processes, requires_bubblewrap
 
 ADD = "def add(a, b):\n    return a + b\n"
@@ -36,7 +36,7 @@ ADD = "def add(a, b):\n    return a + b\n"
 def backend(request: pytest.FixtureRequest) -> SandboxBackend:
     if request.param == "process":
         return ProcessBackend(warn=False)
-    from hi_moe.sandbox import bubblewrap_problem
+    from hi_moe.pipeline.sandbox import bubblewrap_problem
 
     if (problem := bubblewrap_problem()) is not None:
         pytest.skip(f"needs bubblewrap (apt-get install bubblewrap): {problem}")
@@ -331,11 +331,11 @@ def test_redact_removes_secrets_it_knows_and_secret_shapes(
 def test_auto_falls_back_to_process_and_says_so_once(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from hi_moe.sandbox import bubblewrap, process
+    from hi_moe.pipeline.sandbox import bubblewrap, process
 
     monkeypatch.setattr(bubblewrap, "bubblewrap_problem", lambda: "no user namespaces")
     monkeypatch.setattr(process, "_warned", __import__("threading").Event())
-    caplog.set_level(logging.WARNING, logger="hi_moe.sandbox")
+    caplog.set_level(logging.WARNING, logger="hi_moe.pipeline.sandbox")
     first = load_backend(SandboxSettings())
     second = load_backend(SandboxSettings())
     assert isinstance(first, ProcessBackend)
@@ -348,7 +348,7 @@ def test_auto_falls_back_to_process_and_says_so_once(
 
 
 def test_require_isolation_never_downgrades(monkeypatch: pytest.MonkeyPatch) -> None:
-    from hi_moe.sandbox import bubblewrap
+    from hi_moe.pipeline.sandbox import bubblewrap
 
     monkeypatch.setattr(bubblewrap, "bubblewrap_problem", lambda: "bwrap: not found")
     with pytest.raises(ConfigError, match="bwrap: not found") as raised:
@@ -370,7 +370,7 @@ def test_auto_takes_bubblewrap_where_it_works() -> None:
 def test_a_missing_bwrap_is_a_config_error_naming_the_package(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("hi_moe.sandbox.bubblewrap.shutil.which", lambda name: None)
+    monkeypatch.setattr("hi_moe.pipeline.sandbox.bubblewrap.shutil.which", lambda name: None)
     with pytest.raises(ConfigError, match="apt-get install bubblewrap"):
         BubblewrapBackend()
 

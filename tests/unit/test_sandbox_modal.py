@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from hi_moe.sandbox import Limits, ModalSandboxBackend, SandboxSettings, check_solution
-from hi_moe.sandbox.launch import child_source
+from hi_moe.pipeline.sandbox import Limits, ModalSandboxBackend, SandboxSettings, check_solution
+from hi_moe.pipeline.sandbox.launch import child_source
 from tests.support import refuse_connections, requires
 
 pytestmark = requires("modal", "modal")
@@ -43,7 +43,7 @@ def test_the_sandbox_is_created_isolated_and_limited(no_network: list[object]) -
 
 
 def test_load_backend_builds_it_from_settings(no_network: list[object]) -> None:
-    from hi_moe.sandbox import load_backend
+    from hi_moe.pipeline.sandbox import load_backend
 
     chosen = load_backend(SandboxSettings(backend="modal", modal_app="grader", modal_cpu=2.0))
     assert isinstance(chosen, ModalSandboxBackend)
@@ -176,7 +176,7 @@ async def test_a_verdict_comes_back_through_a_modal_sandbox(
 async def test_a_modal_run_is_stopped_at_the_deadline_and_the_output_limit(
     offline_modal: ModalSandboxBackend,
 ) -> None:
-    from hi_moe.sandbox import Program
+    from hi_moe.pipeline.sandbox import Program
 
     slow = await offline_modal.run(Program.script("import time\ntime.sleep(30)"), Limits(1.0))
     assert slow.timed_out

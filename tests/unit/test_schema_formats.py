@@ -1,4 +1,4 @@
-"""`hi_moe.schema_formats` against the JSON Schema Test Suite's format assertions.
+"""`hi_moe.constraints.formats` against the JSON Schema Test Suite's format assertions.
 
 Every case of every file under `optional/format` for draft 2020-12 and draft 7, valid and
 invalid instances alike; then checkers fed hostile strings (none may raise), and the list of
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from jsonschema.validators import validator_for
 
-from hi_moe.schema_formats import CHECKED_FORMATS, format_checker
+from hi_moe.constraints.formats import CHECKED_FORMATS, format_checker
 
 SUITE = Path(__file__).resolve().parents[3] / "shared" / "data" / "json-schema-test-suite" / "tests"
 DRAFTS = {

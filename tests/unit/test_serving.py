@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from hi_moe.serving import (
+from hi_moe.ops.serving import (
     STRUCTURED_OUTPUTS_CONFIG,
     ServeOptions,
     adapter_rank,

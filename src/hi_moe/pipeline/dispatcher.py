@@ -20,8 +20,8 @@ from hi_moe import deadline
 from hi_moe.errors import ConfigError, HiMoeError
 from hi_moe.pipeline.plan import OutputKind, Step
 from hi_moe.pipeline.settings import Route
+from hi_moe.pipeline.specialists import system_prompt
 from hi_moe.providers.base import InferenceProvider
-from hi_moe.specialists import system_prompt
 from hi_moe.types import Constraint, Grammar, JsonSchema
 
 __all__ = ["Assignment", "Dispatcher", "Route", "code_constraints", "extract_output"]

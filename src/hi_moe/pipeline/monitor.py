@@ -34,6 +34,7 @@ from hi_moe.pipeline.fleet import Fleet, StopRun
 from hi_moe.pipeline.journal import Journal
 from hi_moe.pipeline.plan import Plan, Step, Task, plan_problems
 from hi_moe.pipeline.result import RunResult, StepResult
+from hi_moe.pipeline.sandbox.base import SandboxBackend
 from hi_moe.pipeline.settings import PipelineSettings
 from hi_moe.providers.base import InferenceProvider
 from hi_moe.providers.fallback import (
@@ -42,7 +43,6 @@ from hi_moe.providers.fallback import (
     on_unavailable,
     on_unavailable_or_rejected,
 )
-from hi_moe.sandbox.base import SandboxBackend
 from hi_moe.types import Completion, CompletionRequest, Hop, Message, Usage
 
 __all__ = ["ProgressMonitor"]
@@ -506,7 +506,7 @@ class ProgressMonitor:
     async def _check(self, task: Task, step: Step, output: str, is_final: bool) -> str | None:
         """Why the output fails, or None. The provider has already checked its constraint."""
         if step.output == "code" and is_final and task.tests:
-            from hi_moe.sandbox.verdict import check_solution
+            from hi_moe.pipeline.sandbox.verdict import check_solution
 
             verdict = await check_solution(
                 await self.sandbox_backend(),
@@ -527,7 +527,7 @@ class ProgressMonitor:
         """The backend code steps' tests run in, built once from `settings.sandbox` (probing
         bubblewrap takes a real run, so off the event loop)."""
         if self.sandbox is None:
-            from hi_moe.sandbox.choose import load_backend
+            from hi_moe.pipeline.sandbox.choose import load_backend
 
             # The probe is cached per process, so two steps racing here build two handles
             # on the same backend: harmless, and no lock tied to an event loop.

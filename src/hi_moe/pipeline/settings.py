@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hi_moe.pipeline.plan import OutputKind, Step
-from hi_moe.sandbox.settings import SandboxSettings
-from hi_moe.specialists import DEFAULT_SPECIALISTS, default_adapters
+from hi_moe.pipeline.sandbox.settings import SandboxSettings
+from hi_moe.pipeline.specialists import DEFAULT_SPECIALISTS, default_adapters
 
 __all__ = ["Budget", "PipelineSettings", "Route"]
 

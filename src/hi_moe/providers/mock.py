@@ -22,13 +22,14 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Self, TypeAlias
 
-from hi_moe import constraints, sampling
+from hi_moe import constraints
 from hi_moe.errors import (
     InvalidConstraint,
     ProviderTimeout,
     UnknownAdapter,
     UnsupportedConstraint,
 )
+from hi_moe.providers import sampling
 from hi_moe.providers.base import ALL_CONSTRAINT_KINDS, Capabilities, Health, InferenceProvider
 from hi_moe.types import (
     Completion,

@@ -40,7 +40,7 @@ from hi_moe.errors import (
 )
 from hi_moe.providers.base import ALL_CONSTRAINT_KINDS, Capabilities, Health, checkable_kinds
 from hi_moe.providers.openai_compat import OpenAICompatibleProvider, error_param
-from hi_moe.retry import RetryPolicy
+from hi_moe.providers.retry import RetryPolicy
 from hi_moe.types import (
     Choice,
     CompletionRequest,

@@ -45,7 +45,7 @@ from hi_moe.errors import (
     RequestRejected,
 )
 from hi_moe.providers.base import InferenceProvider
-from hi_moe.retry import RetryPolicy
+from hi_moe.providers.retry import RetryPolicy
 from hi_moe.types import Completion, CompletionRequest, Constraint, FinishReason, Usage
 
 if TYPE_CHECKING:

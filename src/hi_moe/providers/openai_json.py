@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import SecretStr
 
-from hi_moe import constraints, json_check
+from hi_moe import constraints
+from hi_moe.constraints import json_check
 from hi_moe.errors import ConfigError, ProviderError, UnknownAdapter
 from hi_moe.providers.base import Capabilities, Health
 from hi_moe.providers.openai_compat import OpenAICompatibleProvider
+from hi_moe.providers.retry import RetryPolicy
 from hi_moe.providers.strict_schema import drop_optional_nulls, to_strict, validate_for_openai
-from hi_moe.retry import RetryPolicy
 from hi_moe.types import CompletionRequest, Constraint, ConstraintKind, JsonSchema
 
 if TYPE_CHECKING:

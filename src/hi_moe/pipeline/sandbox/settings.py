@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hi_moe.sandbox.base import Limits
+from hi_moe.pipeline.sandbox.base import Limits
 
 __all__ = ["BackendName", "SandboxSettings"]
 

@@ -1,7 +1,7 @@
 """The seam: `SandboxBackend` runs a `Program` within `Limits` and returns a `SandboxRun`.
 
 A backend only runs things and reports what happened; it never decides whether tests passed
-(`hi_moe.sandbox.verdict` does, from a marker the program cannot forge). Each backend says
+(`hi_moe.pipeline.sandbox.verdict` does, from a marker the program cannot forge). Each backend says
 what it isolates in `isolation`, so a harness can require isolation instead of hoping for it.
 """
 
@@ -61,7 +61,7 @@ class Limits:
 class Program:
     """Python to run: `files` are written into an empty working directory, then `main` runs as
     `__main__` (mode "script"), or `solution.py` is imported and `checks` run against it (mode
-    "verdict", built by `hi_moe.sandbox.verdict`)."""
+    "verdict", built by `hi_moe.pipeline.sandbox.verdict`)."""
 
     files: Mapping[str, str]
     main: str = "program.py"
@@ -102,7 +102,7 @@ class SandboxRun:
 
     @property
     def ok(self) -> bool:
-        """Exited by itself with status 0. Not a test verdict: see `hi_moe.sandbox.verdict`."""
+        """Exited by itself with status 0. Not a test verdict: see `sandbox.verdict`."""
         return self.returncode == 0 and not self.timed_out and not self.output_exceeded
 
     @property
@@ -119,7 +119,7 @@ class SandboxRun:
 
 class SandboxBackend(ABC):
     """Runs untrusted Python. Subclasses: `BubblewrapBackend`, `ProcessBackend`,
-    `ModalSandboxBackend`; `hi_moe.sandbox.load_backend` picks one from settings."""
+    `ModalSandboxBackend`; `hi_moe.pipeline.sandbox.load_backend` picks one from settings."""
 
     name: ClassVar[str]
     isolation: frozenset[Isolation] = frozenset()

@@ -7,7 +7,7 @@ own deadline on top, after which it is terminated. The same child code as the lo
 runs inside (passed with `python -c`, the program and any secret on stdin), so verdicts are
 read the same way. Nothing of the harness's environment or files is sent.
 
-Needs the `modal` extra and a Modal token; `hi_moe.deploy`-style offline tests check the
+Needs the `modal` extra and a Modal token; `hi_moe.ops.deploy`-style offline tests check the
 objects it builds without either.
 """
 
@@ -21,8 +21,8 @@ import time
 from typing import Any, ClassVar
 
 from hi_moe.errors import ConfigError
-from hi_moe.sandbox.base import ISOLATING, Limits, Program, SandboxBackend, SandboxRun
-from hi_moe.sandbox.launch import Capture, child_command, encode_request, rlimits
+from hi_moe.pipeline.sandbox.base import ISOLATING, Limits, Program, SandboxBackend, SandboxRun
+from hi_moe.pipeline.sandbox.launch import Capture, child_command, encode_request, rlimits
 
 __all__ = ["ModalSandboxBackend"]
 

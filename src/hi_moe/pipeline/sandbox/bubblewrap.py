@@ -32,8 +32,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import ClassVar
 
-from hi_moe.sandbox.base import ISOLATING, Limits, Program, SandboxBackend, SandboxRun
-from hi_moe.sandbox.launch import (
+from hi_moe.pipeline.sandbox.base import ISOLATING, Limits, Program, SandboxBackend, SandboxRun
+from hi_moe.pipeline.sandbox.launch import (
     MB,
     PidsCgroup,
     child_command,

@@ -1,7 +1,7 @@
 """Verdicts that cannot be faked: did a solution pass its tests?
 
 `check_solution` sends the solution and its tests to a backend in "verdict" mode (see
-`hi_moe.sandbox.child`): a runner imports the solution as a module, runs the checks, and only
+`sandbox.child`): a runner imports the solution as a module, runs the checks, and only
 then prints a per-run random marker. Passed means that marker came back, on its own line of
 stdout, within the time and output limits. The exit status means nothing: `sys.exit(0)`,
 `os._exit(0)`, an atexit hook or an excepthook that exits 0 all leave the marker unprinted,
@@ -20,9 +20,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from hi_moe.sandbox.base import Limits, Program, SandboxBackend, SandboxRun
-from hi_moe.sandbox.child import MARKER_LEN
-from hi_moe.sandbox.scrub import redact
+from hi_moe.pipeline.sandbox.base import Limits, Program, SandboxBackend, SandboxRun
+from hi_moe.pipeline.sandbox.child import MARKER_LEN
+from hi_moe.pipeline.sandbox.scrub import redact
 
 __all__ = ["SUMMARY_CHARS", "Verdict", "check_solution", "verdict_from"]
 

@@ -6,7 +6,7 @@ as if valid (vLLM silently ignores constraint fields it does not know, and answe
 unconstrained text).
 
 - **Checking is always the whole contract**, whatever the backend enforced: JSON is RFC 8259
-  JSON valid under the whole JSON Schema, formats included (`hi_moe.json_check`); regexes and
+  JSON valid under the whole JSON Schema, formats included (`constraints.json_check`); regexes and
   EBNF grammars are matched with XGrammar, the engine vLLM uses (the `grammar` extra). Without
   XGrammar regexes fall back to Python's `re`, and EBNF outputs cannot be checked at all:
   `locally_checked("grammar")` is then False, and providers refuse grammars unless the user
@@ -37,7 +37,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from hi_moe import json_check
+from hi_moe.constraints import json_check
 from hi_moe.errors import ConstraintViolation, InvalidConstraint
 from hi_moe.types import Choice, Constraint, Grammar, JsonSchema, Regex, constraint_key
 

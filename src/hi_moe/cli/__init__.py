@@ -322,13 +322,13 @@ def serve_local(
 
     from pydantic import SecretStr
 
-    from hi_moe.serving import LocalServer, ServeOptions
+    from hi_moe.ops.serving import LocalServer, ServeOptions
 
     if importlib.util.find_spec("vllm") is None:
         _fail("ConfigError", ConfigError("vLLM is not installed: pip install 'hi-moe[server]'"))
         raise typer.Exit(2)
     if tiny:
-        from hi_moe.tiny import MODEL_SHAPE, build_tiny_model
+        from hi_moe.ops.tiny import MODEL_SHAPE, build_tiny_model
 
         built = build_tiny_model(tiny_dir)
         model_dir, adapters_dir = built.model_dir, built.adapters_dir
@@ -411,8 +411,8 @@ def run(
     """Plan TASK, route each step to its specialist, run the steps, check and print the answer."""
     from contextlib import AsyncExitStack
 
+    from hi_moe.cli.display import RunDisplay
     from hi_moe.config import load_providers
-    from hi_moe.display import RunDisplay
     from hi_moe.pipeline import Journal, MetricsLog, ProgressMonitor, RunResult
 
     settings = _run_settings(config, provider)
@@ -552,7 +552,7 @@ def bench_humaneval(
         err.print(f"[yellow]{MOCK_NOTICE}[/yellow]", highlight=False)
 
     async def go() -> list[Report]:
-        from hi_moe.sandbox import load_backend
+        from hi_moe.pipeline.sandbox import load_backend
 
         problems = load_problems(limit)
         reports: list[Report] = []
@@ -621,7 +621,7 @@ def doctor(
     """Prove the configured provider works as it claims: healthy, authenticated, really
     enforcing each constraint kind, each adapter applied. One line per check; exit status 1
     when any fails."""
-    from hi_moe.doctor import Check, diagnose
+    from hi_moe.ops.doctor import Check, diagnose
 
     settings = _run_settings(config, provider)
 
@@ -700,7 +700,7 @@ def sandbox(
 ) -> None:
     """Which sandbox runs generated code here, and what it does and does not isolate. Exit
     status 2 when the configured one cannot be had (require_isolation without bubblewrap)."""
-    from hi_moe.sandbox import bubblewrap_problem, load_backend
+    from hi_moe.pipeline.sandbox import bubblewrap_problem, load_backend
 
     settings = _run_settings(config, None).pipeline.sandbox
     try:

@@ -27,7 +27,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from hi_moe.sandbox.base import Limits, Program, SandboxRun
+from hi_moe.pipeline.sandbox.base import Limits, Program, SandboxRun
 
 __all__ = [
     "Capture",

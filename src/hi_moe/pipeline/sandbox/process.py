@@ -21,8 +21,8 @@ import tempfile
 import threading
 from typing import ClassVar
 
-from hi_moe.sandbox.base import Isolation, Limits, Program, SandboxBackend, SandboxRun
-from hi_moe.sandbox.launch import (
+from hi_moe.pipeline.sandbox.base import Isolation, Limits, Program, SandboxBackend, SandboxRun
+from hi_moe.pipeline.sandbox.launch import (
     PidsCgroup,
     child_command,
     encode_request,
@@ -37,7 +37,7 @@ from hi_moe.sandbox.launch import (
 
 __all__ = ["ProcessBackend", "mark_harness_non_dumpable"]
 
-log = logging.getLogger("hi_moe.sandbox")
+log = logging.getLogger("hi_moe.pipeline.sandbox")
 
 WARNING = (
     "hi_moe sandbox: generated code runs in the 'process' backend: resource limits and a "

@@ -6,12 +6,12 @@ import logging
 import threading
 
 from hi_moe.errors import ConfigError
-from hi_moe.sandbox.base import SandboxBackend
-from hi_moe.sandbox.settings import SandboxSettings
+from hi_moe.pipeline.sandbox.base import SandboxBackend
+from hi_moe.pipeline.sandbox.settings import SandboxSettings
 
 __all__ = ["load_backend"]
 
-log = logging.getLogger("hi_moe.sandbox")
+log = logging.getLogger("hi_moe.pipeline.sandbox")
 SETTING = "HI_MOE_PIPELINE__SANDBOX__BACKEND"
 _lock = threading.Lock()
 
@@ -23,7 +23,7 @@ def load_backend(settings: SandboxSettings | None = None) -> SandboxBackend:
     settings = settings or SandboxSettings()
     chosen = settings.backend
     if chosen in ("auto", "bubblewrap"):
-        from hi_moe.sandbox.bubblewrap import BubblewrapBackend, bubblewrap_problem
+        from hi_moe.pipeline.sandbox.bubblewrap import BubblewrapBackend, bubblewrap_problem
 
         with _lock:
             problem = bubblewrap_problem()
@@ -42,14 +42,14 @@ def load_backend(settings: SandboxSettings | None = None) -> SandboxBackend:
         log.info("bubblewrap is not usable (%s): falling back to the process backend", problem)
         chosen = "process"
     if chosen == "modal":
-        from hi_moe.sandbox.modal_sandbox import ModalSandboxBackend
+        from hi_moe.pipeline.sandbox.modal_sandbox import ModalSandboxBackend
 
         return ModalSandboxBackend(
             app_name=settings.modal_app,
             cpu=settings.modal_cpu,
             max_concurrency=settings.modal_max_concurrency,
         )
-    from hi_moe.sandbox.process import ProcessBackend
+    from hi_moe.pipeline.sandbox.process import ProcessBackend
 
     if settings.require_isolation:
         missing = ", ".join(sorted(ProcessBackend.never_isolates))

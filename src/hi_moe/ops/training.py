@@ -3,7 +3,7 @@
 `deployment/modal/training.py` runs `train_lora` on a GPU with a 4-bit base (QLoRA); the tests
 run the same function on CPU on the tiny model without 4-bit (bitsandbytes needs a GPU).
 Training data is JSON lines, one example per line, either `{"domain", "prompt", "answer"}`
-(rendered with the domain's system prompt by `hi_moe.specialists.training_example`, the format
+(rendered with the domain's system prompt by `pipeline.specialists.training_example`, the format
 the harness asks in) or already `{"messages": [...]}`.
 
 Needs the `train` extra (torch, transformers, peft, trl).
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hi_moe.specialists import training_example
+from hi_moe.pipeline.specialists import training_example
 
 __all__ = [
     "LORA_TARGETS",

@@ -13,13 +13,20 @@
 
 from __future__ import annotations
 
-from hi_moe.sandbox.base import ISOLATING, Isolation, Limits, Program, SandboxBackend, SandboxRun
-from hi_moe.sandbox.bubblewrap import BubblewrapBackend, bubblewrap_problem
-from hi_moe.sandbox.choose import load_backend
-from hi_moe.sandbox.modal_sandbox import ModalSandboxBackend
-from hi_moe.sandbox.process import ProcessBackend
-from hi_moe.sandbox.settings import SandboxSettings
-from hi_moe.sandbox.verdict import Verdict, check_solution
+from hi_moe.pipeline.sandbox.base import (
+    ISOLATING,
+    Isolation,
+    Limits,
+    Program,
+    SandboxBackend,
+    SandboxRun,
+)
+from hi_moe.pipeline.sandbox.bubblewrap import BubblewrapBackend, bubblewrap_problem
+from hi_moe.pipeline.sandbox.choose import load_backend
+from hi_moe.pipeline.sandbox.modal_sandbox import ModalSandboxBackend
+from hi_moe.pipeline.sandbox.process import ProcessBackend
+from hi_moe.pipeline.sandbox.settings import SandboxSettings
+from hi_moe.pipeline.sandbox.verdict import Verdict, check_solution
 
 __all__ = [
     "ISOLATING",

@@ -1,6 +1,6 @@
 """Draw strings that satisfy a constraint: how `MockProvider` answers constrained requests.
 
-- JSON schemas are sampled by `hi_moe.json_sampler` from the schema itself (values that read
+- JSON schemas are sampled by `sampling.json_sampler` from the schema itself (values that read
   like data, formats included), every draw checked against the whole schema as the providers
   check outputs; where it finds nothing and XGrammar is installed, the XGrammar-compiled
   grammar is sampled instead and checked the same way.
@@ -17,7 +17,8 @@ import json
 import random
 from typing import Any
 
-from hi_moe import constraints, json_check
+from hi_moe import constraints
+from hi_moe.constraints import json_check
 from hi_moe.errors import ConstraintViolation, InvalidConstraint
 from hi_moe.types import Choice, Constraint, JsonSchema
 
@@ -74,7 +75,7 @@ def sample(constraint: Constraint, rng: random.Random, *, max_chars: int) -> str
 
 
 def _sample_json(constraint: JsonSchema, rng: random.Random, max_chars: int) -> str:
-    from hi_moe import json_sampler
+    from hi_moe.providers.sampling import json_sampler
 
     def accept(value: Any) -> str | None:
         try:

@@ -7,7 +7,7 @@ them through under `maxLength`). The value is then unambiguous, and the caller g
 canonical text (`canonical`) to return instead of the broken text.
 
 `validator` builds the checker for a schema: its own draft (`$schema`, 2020-12 by default),
-every `format` asserted (`hi_moe.schema_formats`), `pattern` and `patternProperties` with
+every `format` asserted (`hi_moe.constraints.formats`), `pattern` and `patternProperties` with
 ECMA 262 semantics (the `regress` engine, as JSON Schema specifies, not Python's `re`), the
 draft-7 `dependencies` keyword still honoured under 2019-09 and 2020-12 (real schemas mix
 drafts), and draft-7 `contentEncoding`/`contentMediaType` asserted. A schema it cannot check
@@ -257,7 +257,7 @@ def validator(constraint: JsonSchema) -> Validator:
     from jsonschema import Draft202012Validator, SchemaError
     from jsonschema.validators import validator_for
 
-    from hi_moe.schema_formats import format_checker
+    from hi_moe.constraints.formats import format_checker
 
     schema = constraint.schema
     base = validator_for(schema, default=Draft202012Validator)
@@ -286,7 +286,7 @@ def _schema_formats() -> Any:
     judges (Unicode mode, then the legacy grammar real schemas rely on)."""
     from jsonschema import FormatChecker
 
-    from hi_moe.schema_formats import format_checker
+    from hi_moe.constraints.formats import format_checker
 
     checker = FormatChecker(formats=())
     checker.checkers = {k: v for k, v in format_checker().checkers.items() if k != "regex"}

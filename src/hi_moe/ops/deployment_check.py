@@ -1,4 +1,4 @@
-"""`python -m hi_moe.deployment_check`: prove a deployed server works, through the library's
+"""`python -m hi_moe.ops.deployment_check`: prove a deployed server works, through the library's
 own provider: health (waiting out a cold start), the adapters it serves, one request per
 adapter and one grammar-constrained request. Exit status 0 only when every check passes.
 
