@@ -76,7 +76,7 @@ async def test_a_bad_plan_is_asked_again_with_the_reason() -> None:
     )
     assert outcome.plan == THREE_WAY
     assert outcome.attempts == 2
-    assert outcome.problems == ("the dependencies form a cycle",)
+    assert outcome.problems == ("steps s1 -> s2 -> s1 form a cycle (each depends on the next)",)
     repair = mock.requests[1].messages
     assert repair[-2].role == "assistant"
     assert "cycle" in repair[-1].content

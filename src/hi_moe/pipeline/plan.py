@@ -1,8 +1,13 @@
-"""Tasks and plans: what a run is asked to do, and the DAG of steps the Architect makes of it."""
+"""Tasks and plans: what a run is asked to do, and the DAG of steps the Architect makes of it.
+
+`plan_problems` words every fault of a plan for the model (the Architect feeds them back when it
+asks again), so a cycle is named step by step, as `graphlib` finds it, not just said to exist.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from graphlib import CycleError, TopologicalSorter
 from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -46,19 +51,26 @@ class Plan(BaseModel):
         raise KeyError(step_id)
 
     def order(self) -> list[Step]:
-        """Steps in an order that respects dependencies (plan order among equals). The plan
-        must be valid (see `plan_problems`)."""
-        done: set[str] = set()
+        """Steps in an order that respects dependencies: level by level, plan order within a
+        level. Raises `ValueError`, in words for the model, if a dependency is unknown or the
+        dependencies form a cycle."""
+        if unknown := _unknown_dependencies(self):
+            raise ValueError(unknown[0])
+        by_id = {step.id: step for step in self.steps}
+        position = {step.id: index for index, step in enumerate(self.steps)}
+        sorter: TopologicalSorter[str] = TopologicalSorter()
+        for step in self.steps:
+            sorter.add(step.id, *step.depends_on)
+        try:
+            sorter.prepare()
+        except CycleError as error:
+            raise ValueError(_cycle_problem(error.args[1], position)) from None
         ordered: list[Step] = []
-        pending = list(self.steps)
-        while pending:
-            ready = [s for s in pending if set(s.depends_on) <= done]
-            if not ready:
-                raise ValueError("the plan has a cycle")
-            for step in ready:
-                ordered.append(step)
-                done.add(step.id)
-            pending = [s for s in pending if s.id not in done]
+        while sorter.is_active():
+            # Sorted, because graphlib hands out a level in the order its steps became ready.
+            level = sorted(sorter.get_ready(), key=position.__getitem__)
+            ordered.extend(by_id[step_id] for step_id in level)
+            sorter.done(*level)
         return ordered
 
     def final_step(self) -> Step:
@@ -96,28 +108,45 @@ def plan_problems(
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
         problems.append(f"step ids must be unique; repeated: {', '.join(duplicates)}")
-    known = set(ids)
     for step in plan.steps:
         if step.domain not in domains:
             problems.append(
                 f"step {step.id}: unknown domain {step.domain!r}; use one of {', '.join(domains)}"
             )
-        for dep in step.depends_on:
-            if dep == step.id:
-                problems.append(f"step {step.id} depends on itself")
-            elif dep not in known:
-                problems.append(f"step {step.id} depends on unknown step {dep!r}")
+        if step.id in step.depends_on:
+            problems.append(f"step {step.id} depends on itself")
+    problems.extend(_unknown_dependencies(plan))
     if not problems:
         try:
             order = plan.order()
-        except ValueError:
-            problems.append("the dependencies form a cycle")
+        except ValueError as error:
+            problems.append(str(error))
         else:
             if task is not None and task.tests and order[-1].output != "code":
                 problems.append(
                     f"the task has tests, so the final step ({order[-1].id}) must output code"
                 )
     return problems
+
+
+def _unknown_dependencies(plan: Plan) -> list[str]:
+    known = {step.id for step in plan.steps}
+    return [
+        f"step {step.id} depends on unknown step {dep!r}"
+        for step in plan.steps
+        for dep in step.depends_on
+        if dep not in known
+    ]
+
+
+def _cycle_problem(cycle: list[str], position: dict[str, int]) -> str:
+    """`graphlib`'s cycle (first step repeated last, each step needed by the next) as a
+    sentence: each step depends on the next, starting at the cycle's earliest step in the plan,
+    so the same plan is always described the same way."""
+    steps = list(reversed(cycle[1:]))
+    start = steps.index(min(steps, key=position.__getitem__))
+    steps = steps[start:] + steps[:start]
+    return f"steps {' -> '.join([*steps, steps[0]])} form a cycle (each depends on the next)"
 
 
 def plan_schema(
