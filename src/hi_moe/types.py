@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Hashable
 from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
@@ -28,6 +29,7 @@ __all__ = [
     "Role",
     "Usage",
     "constraint_key",
+    "exact_key",
 ]
 
 Role: TypeAlias = Literal["system", "user", "assistant"]
@@ -70,8 +72,18 @@ class JsonSchema:
     strict: bool = True
     kind: Literal["json_schema"] = dataclasses.field(default="json_schema", repr=False)
 
-    def __hash__(self) -> int:  # by content, so constraints can key caches
-        return hash(constraint_key(self))
+    def __eq__(self, other: object) -> bool:
+        # As JSON Schema compares values: key order aside and 1 == 1.0, but true is not 1 (a
+        # Python dict says it is, and a cache would then hand `const: 1` the check of
+        # `const: true`).
+        if not isinstance(other, JsonSchema):
+            return NotImplemented
+        return (self.name, self.strict) == (other.name, other.strict) and _json_equal(
+            self.schema, other.schema
+        )
+
+    def __hash__(self) -> int:
+        return _content_hash(self)
 
     @classmethod
     def from_model(cls, model: type[BaseModel], *, name: str | None = None) -> JsonSchema:
@@ -86,8 +98,8 @@ class Grammar:
     ebnf: Annotated[str, Field(min_length=1)]
     kind: Literal["grammar"] = dataclasses.field(default="grammar", repr=False)
 
-    def __hash__(self) -> int:  # by content, so constraints can key caches
-        return hash(constraint_key(self))
+    def __hash__(self) -> int:
+        return _content_hash(self)
 
 
 @dataclass(frozen=True, config=_CONSTRAINT)
@@ -97,8 +109,8 @@ class Regex:
     pattern: Annotated[str, Field(min_length=1)]
     kind: Literal["regex"] = dataclasses.field(default="regex", repr=False)
 
-    def __hash__(self) -> int:  # by content, so constraints can key caches
-        return hash(constraint_key(self))
+    def __hash__(self) -> int:
+        return _content_hash(self)
 
 
 @dataclass(frozen=True, config=_CONSTRAINT)
@@ -108,8 +120,8 @@ class Choice:
     options: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
     kind: Literal["choice"] = dataclasses.field(default="choice", repr=False)
 
-    def __hash__(self) -> int:  # by content, so constraints can key caches
-        return hash(constraint_key(self))
+    def __hash__(self) -> int:
+        return _content_hash(self)
 
     @field_validator("options")
     @classmethod
@@ -136,6 +148,64 @@ def constraint_key(constraint: Constraint) -> str:
         cached = _key(constraint)
         object.__setattr__(constraint, "_key", cached)  # frozen: its content cannot change
     return cached
+
+
+def exact_key(constraint: Constraint) -> tuple[Constraint, str]:
+    """A cache key for what depends on how a constraint is written, not only on what it means:
+    the grammar XGrammar compiles and the body sent (property order shapes what a server
+    generates). Equal constraints with keys in another order get entries of their own."""
+    return (constraint, constraint_key(constraint))
+
+
+def _content_hash(constraint: Constraint) -> int:
+    """A hash that agrees with `==`: equal constraints (dicts compare without regard to key
+    order, 1 == 1.0) hash alike, so they can key dicts and `lru_cache`s. Computed once per
+    instance, for the reason `constraint_key` is."""
+    cached: int | None = constraint.__dict__.get("_hash")
+    if cached is None:
+        fields = (_frozen(getattr(constraint, f.name)) for f in dataclasses.fields(constraint))
+        cached = hash((type(constraint).__name__, *fields))
+        object.__setattr__(constraint, "_hash", cached)
+    return cached
+
+
+def _json_equal(first: Any, second: Any) -> bool:
+    """JSON equality: objects without regard to key order, numbers by value, booleans apart
+    from numbers."""
+    if first is second:
+        return True
+    if isinstance(first, bool) or isinstance(second, bool):
+        return type(first) is type(second) and first == second
+    if isinstance(first, dict):
+        return (
+            isinstance(second, dict)
+            and first.keys() == second.keys()
+            and all(_json_equal(item, second[key]) for key, item in first.items())
+        )
+    if isinstance(first, list | tuple):
+        return (
+            isinstance(second, list | tuple)
+            and len(first) == len(second)
+            and all(_json_equal(a, b) for a, b in zip(first, second, strict=True))
+        )
+    return bool(first == second)
+
+
+def _frozen(value: Any) -> Hashable:
+    """`value` as a hashable that is equal to another's whenever `_json_equal` says the values
+    are: a dict as its items' frozenset, a list as a tuple, a boolean tagged (Python hashes
+    True as 1). Numbers hash by value, as they compare (1 and 1.0 alike)."""
+    if isinstance(value, bool):
+        return (bool, value)
+    if isinstance(value, dict):
+        return frozenset((key, _frozen(item)) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(item) for item in value)
+    try:
+        hash(value)
+    except TypeError:  # something no JSON schema holds; a constant never contradicts ==
+        return "<unhashable>"
+    return value  # type: ignore[no-any-return]
 
 
 def _key(constraint: Constraint) -> str:

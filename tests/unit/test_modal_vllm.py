@@ -118,6 +118,25 @@ async def test_each_constraint_kind_is_sent_in_structured_outputs(
     assert not any(key.startswith("guided_") for key in sent_json(chat))
 
 
+async def test_equal_schemas_in_other_key_orders_go_on_the_wire_in_their_own_order(
+    server: respx.MockRouter, client: httpx.AsyncClient
+) -> None:
+    # Equal constraints hash alike, so they share cache entries; property order still shapes
+    # what XGrammar generates, so what is sent must be each request's own order.
+    chat = server.post("/v1/chat/completions").respond(json=chat_body('{"a":1,"b":2}'))
+    provider = make(client)
+    ab = JsonSchema({"type": "object", "properties": {"a": {}, "b": {}}})
+    ba = JsonSchema({"type": "object", "properties": {"b": {}, "a": {}}})
+    assert ab == ba
+    assert hash(ab) == hash(ba)
+    for constraint in (ab, ba, ab):
+        await provider.complete(ask(constraint))
+    orders = [
+        list(sent_json(chat, i)["structured_outputs"]["json"]["properties"]) for i in (0, 1, 2)
+    ]
+    assert orders == [["a", "b"], ["b", "a"], ["a", "b"]]
+
+
 async def test_an_adapter_goes_in_model_and_an_unconstrained_request_sends_no_constraint(
     server: respx.MockRouter, client: httpx.AsyncClient
 ) -> None:

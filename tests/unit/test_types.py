@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from typing import Any
 
@@ -180,3 +181,102 @@ def test_any_malformed_request_raises_a_validation_error_and_nothing_else(
 ) -> None:
     with contextlib.suppress(ValidationError, HiMoeError):
         CompletionRequest.model_validate(fields)
+
+
+# Equal constraints must hash alike, or a dict or `lru_cache` keyed by them misses (or keeps
+# two entries for one constraint) depending on how the caller happened to order a schema.
+EQUAL_PAIRS = [
+    pytest.param(
+        JsonSchema({"properties": {"a": {}, "b": {}}}),
+        JsonSchema({"properties": {"b": {}, "a": {}}}),
+        id="key-order",
+    ),
+    pytest.param(
+        JsonSchema({"type": "object", "properties": {"x": {"enum": [1, {"p": 1, "q": [2]}]}}}),
+        JsonSchema({"properties": {"x": {"enum": [1, {"q": [2], "p": 1}]}}, "type": "object"}),
+        id="nested-dicts-in-lists",
+    ),
+    pytest.param(
+        JsonSchema({"type": "number", "minimum": 1}),
+        JsonSchema({"minimum": 1.0, "type": "number"}),
+        id="1-and-1.0",
+    ),
+    pytest.param(
+        JsonSchema({"anyOf": [{"type": "string"}, {"const": 0}]}),
+        JsonSchema({"anyOf": [{"type": "string"}, {"const": -0.0}]}),
+        id="0-and-minus-0",
+    ),
+]
+
+
+@pytest.mark.parametrize(("first", "second"), EQUAL_PAIRS)
+def test_equal_constraints_hash_alike(first: JsonSchema, second: JsonSchema) -> None:
+    assert first == second  # what __eq__ says; the hash has to follow it
+    assert hash(first) == hash(second)
+    assert {first: "cached"}[second] == "cached"
+    assert len({first, second}) == 1
+
+
+@pytest.mark.parametrize(("first", "second"), EQUAL_PAIRS)
+def test_equal_constraints_share_an_lru_cache_entry(first: JsonSchema, second: JsonSchema) -> None:
+    calls: list[JsonSchema] = []
+
+    @functools.lru_cache(maxsize=8)
+    def compile_(constraint: JsonSchema) -> int:
+        calls.append(constraint)
+        return len(calls)
+
+    assert compile_(first) == compile_(second) == 1
+    assert calls == [first]
+
+
+def test_hashing_is_by_content_for_every_kind() -> None:
+    for make in (
+        lambda: JsonSchema({"a": [1, 2, {"b": None}]}, name="x", strict=False),
+        lambda: Grammar('root ::= "x"'),
+        lambda: Regex("a+"),
+        lambda: Choice(["yes", "no"]),
+    ):
+        assert make() == make()
+        assert hash(make()) == hash(make())
+    assert Choice(["a", "b"]) != Choice(["b", "a"])  # options are ordered (eq agrees)
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers(-3, 3) | st.floats(-3, 3) | st.text(max_size=3),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+        ),
+        max_leaves=12,
+    )
+)
+@settings(max_examples=200, deadline=None)
+def test_a_reordered_schema_is_equal_and_hashes_alike(value: Any) -> None:
+    def reordered(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {key: reordered(node[key]) for key in reversed(list(node))}
+        if isinstance(node, list):
+            return [reordered(item) for item in node]
+        return node
+
+    first, second = JsonSchema({"x": value}), JsonSchema({"x": reordered(value)})
+    if first == second:  # NaN is unequal to itself, and then anything goes
+        assert hash(first) == hash(second)
+
+
+def test_true_is_not_1_in_a_schema_so_checks_of_one_are_never_served_for_the_other() -> None:
+    # Python says {"const": True} == {"const": 1}; JSON Schema does not. A cache keyed by the
+    # constraint would hand one the other's validator if equality followed Python's.
+    from hi_moe import constraints
+    from hi_moe.errors import ConstraintViolation
+
+    true, one = JsonSchema({"const": True}), JsonSchema({"const": 1})
+    assert true != one
+    assert JsonSchema({"enum": [False]}) != JsonSchema({"enum": [0]})
+    assert constraints.check(true, "true") is True
+    assert constraints.check(one, "1") == 1
+    with pytest.raises(ConstraintViolation):
+        constraints.check(one, "true")
+    with pytest.raises(ConstraintViolation):
+        constraints.check(true, "1")

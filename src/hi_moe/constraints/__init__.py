@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 
 from hi_moe.constraints import json_check
 from hi_moe.errors import ConstraintViolation, InvalidConstraint
-from hi_moe.types import Choice, Constraint, Grammar, JsonSchema, Regex, constraint_key
+from hi_moe.types import Choice, Constraint, Grammar, JsonSchema, Regex, constraint_key, exact_key
 
 __all__ = [
     "COMPILE_TIMEOUT_S",
@@ -167,8 +167,14 @@ def _capturing_stderr(compile_: Callable[[], T]) -> tuple[T, list[str]]:
     return result, [_parser_message(line).removeprefix("Warning: ") for line in warnings]
 
 
+def _compiled(constraint: Constraint) -> tuple[Any, tuple[str, ...]]:
+    # Keyed as written: property order shapes the grammar, and so what the mock samples.
+    return _compile(exact_key(constraint))
+
+
 @functools.lru_cache(maxsize=256)
-def _compile(constraint: Constraint) -> tuple[Any, tuple[str, ...]]:
+def _compile(key: tuple[Constraint, str]) -> tuple[Any, tuple[str, ...]]:
+    constraint = key[0]
     compiler = _compiler()
 
     def compile_() -> Any:
@@ -203,7 +209,7 @@ def compile_constraint(constraint: Constraint) -> Any:
 
     Needs the `grammar` extra. Raises `InvalidConstraint` with the parser's message.
     """
-    return _compile(constraint)[0]
+    return _compiled(constraint)[0]
 
 
 @functools.lru_cache(maxsize=256)
@@ -240,7 +246,7 @@ def validate(constraint: Constraint) -> ConstraintReport:
         return local
     if isinstance(constraint, Choice):
         return ConstraintReport(constraint.kind, "xgrammar")
-    warnings = _compile(constraint)[1]
+    warnings = _compiled(constraint)[1]
     for warning in warnings:
         _warn_once(
             f"{constraint!r}:{warning}",

@@ -46,7 +46,7 @@ from hi_moe.errors import (
 )
 from hi_moe.providers.base import InferenceProvider
 from hi_moe.providers.retry import RetryPolicy
-from hi_moe.types import Completion, CompletionRequest, Constraint, FinishReason, Usage
+from hi_moe.types import Completion, CompletionRequest, Constraint, FinishReason, Usage, exact_key
 
 if TYPE_CHECKING:
     import openai
@@ -236,7 +236,7 @@ class OpenAICompatibleProvider(InferenceProvider):
             http_client=http_client,
         )
         self._owns_http_client = http_client is None
-        self._encoded_constraints: dict[Constraint, bytes] = {}
+        self._encoded_constraints: dict[tuple[Constraint, str], bytes] = {}
         self.request_timeout_s = request_timeout_s
         self.retry = retry or RetryPolicy()
         self.deadline_s = self.retry.deadline_s
@@ -296,14 +296,15 @@ class OpenAICompatibleProvider(InferenceProvider):
         return b"".join((head[:-1].encode(), b",", self._constraint_json(constraint), b"}"))
 
     def _constraint_json(self, constraint: Constraint) -> bytes:
-        found = self._encoded_constraints.get(constraint)
+        key = exact_key(constraint)  # the body says the schema as the caller wrote it
+        found = self._encoded_constraints.get(key)
         if found is None:
             found = json.dumps(
                 self._constraint_fields(constraint), separators=(",", ":"), ensure_ascii=False
             )[1:-1].encode()
             if len(self._encoded_constraints) >= 256:
                 self._encoded_constraints.clear()
-            self._encoded_constraints[constraint] = found
+            self._encoded_constraints[key] = found
         return found
 
     def _warm(self, constraint: Constraint) -> None:

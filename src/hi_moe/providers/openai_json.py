@@ -24,7 +24,7 @@ from hi_moe.providers.base import Capabilities, Health
 from hi_moe.providers.openai_compat import OpenAICompatibleProvider
 from hi_moe.providers.retry import RetryPolicy
 from hi_moe.providers.strict_schema import drop_optional_nulls, to_strict, validate_for_openai
-from hi_moe.types import CompletionRequest, Constraint, ConstraintKind, JsonSchema
+from hi_moe.types import CompletionRequest, Constraint, ConstraintKind, JsonSchema, exact_key
 
 if TYPE_CHECKING:
     from hi_moe.config import Settings
@@ -34,10 +34,15 @@ __all__ = ["OpenAIJSONProvider"]
 _HEALTH_TIMEOUT_S = 10.0
 
 
-@functools.lru_cache(maxsize=256)
 def _strict(constraint: JsonSchema) -> dict[str, Any]:
-    """The strict-mode form of a schema, made once per schema (callers must not mutate it)."""
-    return to_strict(constraint.schema)
+    """The strict-mode form of a schema, made once per schema as written (its key order is
+    what goes on the wire; callers must not mutate it)."""
+    return _strict_exact(exact_key(constraint))
+
+
+@functools.lru_cache(maxsize=256)
+def _strict_exact(key: tuple[JsonSchema, str]) -> dict[str, Any]:
+    return to_strict(key[0].schema)
 
 
 class OpenAIJSONProvider(OpenAICompatibleProvider):
