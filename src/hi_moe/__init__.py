@@ -7,15 +7,15 @@ provider or a constraint needs them.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hi_moe import _moved
+from hi_moe._lazy import lazy_exports
 
 _moved.install()
 
 if TYPE_CHECKING:
-    from hi_moe.config import Settings, load_provider
+    from hi_moe.config import Settings
     from hi_moe.errors import (
         ConfigError,
         ConstraintViolation,
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         UnsupportedConstraint,
     )
     from hi_moe.providers.base import Capabilities, Health, InferenceProvider
+    from hi_moe.providers.registry import load_provider
     from hi_moe.types import (
         Choice,
         Completion,
@@ -57,7 +58,8 @@ _WHERE = {
     ),
     **dict.fromkeys(["Capabilities", "Health", "InferenceProvider"], "hi_moe.providers.base"),
     "FallbackProvider": "hi_moe.providers.fallback",
-    **dict.fromkeys(["Settings", "load_provider"], "hi_moe.config"),
+    "Settings": "hi_moe.config",
+    "load_provider": "hi_moe.providers.registry",
     **dict.fromkeys(
         [
             "ConfigError",
@@ -97,14 +99,4 @@ __all__ = [
     "load_provider",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*__all__, "__version__"])
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, extra=("__version__",))

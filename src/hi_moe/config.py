@@ -1,4 +1,7 @@
-"""Settings and `load_provider()`: the provider is chosen by configuration, not by code.
+"""Settings: plain data, read from arguments, the environment and a TOML file.
+
+The provider they name is built by `hi_moe.providers.registry.load_provider()` (also importable
+from here and from `hi_moe`): the provider is chosen by configuration, not by code.
 
 Sources, strongest first: explicit arguments, environment variables (`HI_MOE_PROVIDER`,
 `HI_MOE_MODAL__ENDPOINT`: sections are joined by a double underscore), then a TOML file
@@ -14,15 +17,12 @@ Secrets are `SecretStr`: they print as `**********` and are only unwrapped where
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
@@ -36,9 +36,6 @@ from hi_moe.errors import ConfigError
 from hi_moe.pipeline.settings import PipelineSettings
 from hi_moe.pipeline.specialists import default_adapters
 from hi_moe.types import ConstraintKind
-
-if TYPE_CHECKING:
-    from hi_moe.providers.base import InferenceProvider
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -54,19 +51,8 @@ __all__ = [
     "provider_names",
 ]
 
-ENTRY_POINT_GROUP = "hi_moe.providers"
 ENV_PREFIX = "HI_MOE_"
 DEFAULT_CONFIG_FILE = "hi_moe.toml"
-
-_BUILTIN_PROVIDERS = {
-    "mock": "hi_moe.providers.mock:MockProvider",
-    "vllm": "hi_moe.providers.modal_vllm:VLLMProvider",
-    "modal": "hi_moe.providers.modal_vllm:VLLMProvider",  # the vllm provider's first name
-    "openai": "hi_moe.providers.openai_json:OpenAIJSONProvider",
-}
-# Which extra brings what a built-in provider imports, and the module that shows it is there
-# (the provider modules import their SDKs lazily, so importing them proves nothing).
-_EXTRAS = {"vllm": "openai", "modal": "openai", "openai": "openai"}
 _config_file: ContextVar[Path | None] = ContextVar("hi_moe_config_file", default=None)
 
 _SECTION = ConfigDict(extra="forbid")
@@ -236,72 +222,11 @@ def _config_error(error: ValidationError) -> ConfigError:
     return ConfigError(f"bad setting {'.'.join(path)} ({name}): {first['msg']}", setting=name)
 
 
-def _entry_points() -> dict[str, Any]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-
-
-def _importable(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ValueError:  # in sys.modules as None: imports of it are blocked
-        return False
-
-
-def provider_names() -> list[str]:
-    """Built-in provider names, then those registered under the `hi_moe.providers` group."""
-    return [*_BUILTIN_PROVIDERS, *sorted(_entry_points().keys() - _BUILTIN_PROVIDERS.keys())]
-
-
-def provider_class(name: str) -> type[InferenceProvider]:
-    """The provider class registered under `name`; `ConfigError` if there is none."""
-    from hi_moe.providers.base import InferenceProvider
-
-    if name in _BUILTIN_PROVIDERS:
-        module, _, attribute = _BUILTIN_PROVIDERS[name].partition(":")
-        extra = _EXTRAS.get(name)
-        if extra is not None and not _importable(extra):
-            raise ConfigError(
-                f"provider {name!r} needs the {extra} package: pip install 'hi-moe[{extra}]'",
-                setting=env_name("provider"),
-            )
-        try:
-            found = getattr(importlib.import_module(module), attribute)
-        except ImportError as error:
-            raise ConfigError(
-                f"provider {name!r} needs {error.name or 'a missing package'}: "
-                f"pip install 'hi-moe[{extra or name}]'",
-                setting=env_name("provider"),
-            ) from None
-    else:
-        entry = _entry_points().get(name)
-        if entry is None:
-            raise ConfigError(
-                f"unknown provider {name!r} (HI_MOE_PROVIDER); known: "
-                f"{', '.join(provider_names())}",
-                setting=env_name("provider"),
-            )
-        found = entry.load()
-    if not (isinstance(found, type) and issubclass(found, InferenceProvider)):
-        raise ConfigError(
-            f"provider {name!r} is registered as {found!r}, not an InferenceProvider subclass",
-            setting=env_name("provider"),
-        )
-    return found
-
-
-def load_provider(settings: Settings | None = None, name: str | None = None) -> InferenceProvider:
-    """Build the provider `name`, by default the one `settings.provider` names (settings are
-    loaded when omitted)."""
-    settings = settings if settings is not None else Settings.load()
-    provider = provider_class(name or settings.provider).from_settings(settings)
-    provider.compile_timeout_s = settings.constraints.compile_timeout_s
-    return provider
-
-
-def load_providers(settings: Settings | None = None) -> dict[str, InferenceProvider]:
-    """Every provider the pipeline's routing names: the configured one first, then those in
-    `[pipeline] routes` and `fallbacks`."""
-    settings = settings if settings is not None else Settings.load()
-    pipeline = settings.pipeline
-    names = [settings.provider, *(r.provider for r in pipeline.routes), *pipeline.fallbacks]
-    return {name: load_provider(settings, name) for name in dict.fromkeys(names)}
+# The provider registry lived here; its names stay importable from this module.
+from hi_moe.providers.registry import (  # noqa: E402
+    ENTRY_POINT_GROUP,
+    load_provider,
+    load_providers,
+    provider_class,
+    provider_names,
+)

@@ -7,8 +7,9 @@ configuration (`hi_moe.load_provider`), never imported here. Names load on first
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from hi_moe._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from hi_moe.pipeline.architect import Architect, PlanOutcome
@@ -65,14 +66,4 @@ __all__ = [
     "Task",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return list(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

@@ -6,8 +6,9 @@ need, and vice versa.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from hi_moe._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from hi_moe.providers.base import Capabilities, Health, InferenceProvider
@@ -42,14 +43,4 @@ _WHERE = {
     "OpenAIJSONProvider": "hi_moe.providers.openai_json",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
