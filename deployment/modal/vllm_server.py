@@ -63,12 +63,13 @@ def server_options(adapters_dir: str = deploy.ADAPTERS_DIR, key: str | None = No
 
 
 @app.function(volumes={deploy.MODELS_DIR: models}, timeout=3600)
-def download_model(model: str = config.model) -> str:
-    """Fetch the base model into the models Volume once, so containers never download it."""
+def download_model() -> str:
+    """Fetch the base model, at its pinned revision, into the models Volume once, so
+    containers never download it."""
     from huggingface_hub import snapshot_download
 
-    target = f"{deploy.MODELS_DIR}/{model.replace('/', '--')}"
-    snapshot_download(model, local_dir=target)
+    target = config.model_dir
+    snapshot_download(config.model, revision=config.pinned_revision(), local_dir=target)
     models.commit()
     return target
 

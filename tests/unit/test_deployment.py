@@ -172,3 +172,35 @@ def test_the_scripts_say_what_is_missing_without_modal(tmp_path: Path) -> None:
         assert done.returncode == 2
         assert "modal is not installed" in done.stderr
         assert "pip install" in done.stderr
+
+
+@pytest.mark.filterwarnings("ignore:The download_model function is executing locally")
+def test_the_model_is_downloaded_at_its_pinned_revision_only(
+    monkeypatch: pytest.MonkeyPatch, no_network: list[object]
+) -> None:
+    import huggingface_hub
+
+    fetched: list[dict[str, Any]] = []
+    monkeypatch.setattr(
+        huggingface_hub,
+        "snapshot_download",
+        lambda repo, **kw: fetched.append({"repo": repo, **kw}),
+    )
+    server = load("vllm_server", monkeypatch)
+    with pytest.raises(ValueError, match="HI_MOE_DEPLOY_MODEL_REVISION"):
+        server.download_model.local()  # no pin: nothing is fetched
+    assert fetched == []
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    monkeypatch.setenv("HI_MOE_DEPLOY_MODEL_REVISION", commit)
+    server = load("vllm_server", monkeypatch)
+    monkeypatch.setattr(server.models, "commit", lambda: None)
+    target = server.download_model.local()
+    assert fetched == [{"repo": deploy.DEFAULT_MODEL, "revision": commit, "local_dir": target}]
+    assert target == f"/models/Qwen--QwQ-32B-AWQ@{commit}" == server.config.model_dir
+
+
+@pytest.mark.parametrize("moving", ["main", "v1.0", "0123abc"])
+def test_a_revision_that_can_move_is_refused(moving: str) -> None:
+    with pytest.raises(ValueError, match="commit id"):
+        deploy.deployment({"HI_MOE_DEPLOY_MODEL_REVISION": moving})
