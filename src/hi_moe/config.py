@@ -166,13 +166,19 @@ class Settings(BaseSettings):
         path = Path(config_file) if config_file is not None else None
         if path is not None and not path.is_file():
             raise ConfigError(f"config file not found: {path}", setting="HI_MOE_CONFIG")
+        named = os.environ.get("HI_MOE_CONFIG")
+        if path is None and named and not Path(named).is_file():
+            raise ConfigError(
+                f"config file not found: {named} (HI_MOE_CONFIG)", setting="HI_MOE_CONFIG"
+            )
         with _reading(path):
             try:
                 settings = cls(**overrides)
             except ValidationError as error:
                 raise _config_error(error) from None
-            except ValueError as error:  # a TOML file that does not parse
-                raise ConfigError(f"cannot read settings: {error}") from None
+            except ValueError as error:  # a TOML file that does not parse, or is not UTF-8
+                source = path or Path(named or DEFAULT_CONFIG_FILE)
+                raise ConfigError(f"cannot read settings from {source}: {error}") from None
         _remember_secrets(settings)
         return settings
 

@@ -86,7 +86,7 @@ def test_complete_with_a_grammar_file_and_a_regex(tmp_path: Path) -> None:
     ("args", "status", "message"),
     [
         (["complete", "x", "--adapter", "nope"], 1, "UnknownAdapter"),
-        (["complete", "x", "--regex", "a("], 1, "InvalidConstraint"),
+        (["complete", "x", "--regex", "a("], 2, "InvalidConstraint"),  # bad usage: nothing sent
         (["complete", "x", "--regex", "a", "--choice", "a"], 2, "at most one of"),
         (["complete", "x", "--choice", "a,a"], 2, "distinct"),
         (["complete", "x", "--provider", "nonesuch"], 2, "unknown provider 'nonesuch'"),

@@ -3,11 +3,19 @@ without asking for finished steps again.
 
 Every write is its own committed transaction (WAL mode): a SIGKILL loses at most the step
 being written, never a committed one, and never leaves the file corrupt.
+
+A run records the process that owns it (host, pid, and the pid's start time, so a reused pid
+is not mistaken for it): each write claims the run for the writing process. A run still
+`running` whose owner is gone was killed: its record's `state` is `interrupted`, and
+`ProgressMonitor.resume` continues it. Journals written before these columns existed get them
+added when opened; their runs' owners are unknown, so they stay `running`.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -15,14 +23,17 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field
 
 from hi_moe.pipeline.plan import Plan, Task
 from hi_moe.pipeline.result import StepResult
 
-__all__ = ["Journal", "RunRecord", "RunStatus"]
+__all__ = ["Journal", "RunRecord", "RunState", "RunStatus"]
 
 RunStatus: TypeAlias = Literal["running", "succeeded", "failed"]
+"""What the journal stores."""
+RunState: TypeAlias = Literal["running", "interrupted", "succeeded", "failed"]
+"""What a reader sees: `running` whose owner process is gone is `interrupted`."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -45,6 +56,8 @@ CREATE TABLE IF NOT EXISTS steps (
     PRIMARY KEY (run_id, plan_version, step_id)
 );
 """
+# Columns added after the first release, with their types: added to older journals on open.
+_ADDED_COLUMNS = {"owner_host": "TEXT", "owner_pid": "INTEGER", "owner_start": "TEXT"}
 
 
 class RunRecord(BaseModel):
@@ -59,6 +72,18 @@ class RunRecord(BaseModel):
     summary: dict[str, Any] | None
     created: float
     updated: float
+    owner_host: str | None = None
+    owner_pid: int | None = None
+    owner_alive: bool | None = None
+    """Whether the owning process was alive when this record was read; None: cannot tell (no
+    owner recorded, or another host)."""
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def state(self) -> RunState:
+        return (
+            "interrupted" if self.status == "running" and self.owner_alive is False else self.status
+        )
 
 
 class Journal:
@@ -69,6 +94,14 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.executescript(_SCHEMA)
+            have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+            for column, kind in _ADDED_COLUMNS.items():
+                if column not in have:
+                    try:
+                        db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+                    except sqlite3.OperationalError as error:
+                        if "duplicate column" not in str(error):  # another process was first
+                            raise
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r})"
@@ -90,6 +123,12 @@ class Journal:
                 "VALUES (?, ?, 'running', ?, ?)",
                 (run_id, task.model_dump_json(), now, now),
             )
+            _claim(db, run_id)
+
+    def claim(self, run_id: str) -> None:
+        """Record this process as the one running `run_id` (before resuming it)."""
+        with self._connect() as db:
+            _claim(db, run_id)
 
     def save_plan(self, run_id: str, plan: Plan, version: int) -> None:
         with self._connect() as db:
@@ -98,6 +137,7 @@ class Journal:
                 "WHERE run_id = ?",
                 (plan.model_dump_json(), version, time.time(), run_id),
             )
+            _claim(db, run_id)
 
     def finish_step(self, run_id: str, version: int, result: StepResult) -> None:
         with self._connect() as db:
@@ -106,6 +146,7 @@ class Journal:
                 "VALUES (?, ?, ?, ?, ?)",
                 (run_id, version, result.step_id, result.model_dump_json(), time.time()),
             )
+            _claim(db, run_id)
 
     def finished_steps(self, run_id: str, version: int) -> dict[str, StepResult]:
         with self._connect() as db:
@@ -142,11 +183,54 @@ class Journal:
             return bool(db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
 
 
-_COLUMNS = "run_id, task, status, plan, plan_version, answer, summary, created, updated"
+_COLUMNS = (
+    "run_id, task, status, plan, plan_version, answer, summary, created, updated, "
+    "owner_host, owner_pid, owner_start"
+)
+
+
+def _claim(db: sqlite3.Connection, run_id: str) -> None:
+    db.execute(
+        "UPDATE runs SET owner_host = ?, owner_pid = ?, owner_start = ? WHERE run_id = ?",
+        (socket.gethostname(), os.getpid(), _started(os.getpid()), run_id),
+    )
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat from its state field on (Linux); None elsewhere or when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    return text.rpartition(")")[2].split()  # the name in parentheses may hold spaces
+
+
+def _started(pid: int) -> str | None:
+    fields = _proc_stat(pid)
+    return fields[19] if fields is not None and len(fields) > 19 else None  # field 22
+
+
+def _alive(host: str | None, pid: int | None, started: str | None) -> bool | None:
+    if host is None or pid is None or host != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        pass
+    fields = _proc_stat(pid)
+    if fields is None:
+        return True  # no /proc to look closer: the pid exists
+    if fields[0] in ("Z", "X"):  # killed, not yet reaped by its parent
+        return False
+    return started is None or _started(pid) == started  # else the pid was reused
 
 
 def _record(row: tuple[Any, ...]) -> RunRecord:
-    run_id, task, status, plan, version, answer, summary, created, updated = row
+    run_id, task, status, plan, version, answer, summary, created, updated = row[:9]
+    host, pid, started = row[9:]
     return RunRecord(
         run_id=run_id,
         task=Task.model_validate_json(task),
@@ -157,4 +241,7 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
         summary=json.loads(summary) if summary else None,
         created=created,
         updated=updated,
+        owner_host=host,
+        owner_pid=pid,
+        owner_alive=_alive(host, pid, started) if status == "running" else None,
     )
