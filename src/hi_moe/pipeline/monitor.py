@@ -8,31 +8,32 @@ schema-checked by the provider. A failed check is retried with the failure as fe
 step that fails for good is re-planned; both within a `Budget` of tokens, wall time and
 attempts. Every finished step is journaled, so `resume(run_id)` continues a killed run without
 asking again.
+
+This module holds the decisions: when to plan, re-plan, retry or stop. What one attempt at a
+step comes to (done, retry with feedback, survey the adapters again, give up) is
+`pipeline.attempt`'s; what a run leaves behind (journal rows, events, notes, tokens) is
+`pipeline.recorder`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from hi_moe import constraints
-from hi_moe.errors import (
-    ConfigError,
-    ConstraintViolation,
-    HiMoeError,
-    UnknownAdapter,
-)
+from hi_moe.errors import ConfigError, HiMoeError
 from hi_moe.pipeline.architect import Architect
-from hi_moe.pipeline.dispatcher import Assignment, Dispatcher, extract_output
-from hi_moe.pipeline.events import Event, EventKind, EventSink
+from hi_moe.pipeline.attempt import Attempt, Done, GiveUp, Resurvey, Retry, StepWork
+from hi_moe.pipeline.dispatcher import Dispatcher
+from hi_moe.pipeline.events import EventSink
 from hi_moe.pipeline.fleet import Fleet, StopRun
 from hi_moe.pipeline.journal import Journal
 from hi_moe.pipeline.plan import Plan, Step, Task, plan_problems
+from hi_moe.pipeline.recorder import RunRecorder
 from hi_moe.pipeline.result import RunResult, StepResult
 from hi_moe.pipeline.sandbox.base import SandboxBackend
 from hi_moe.pipeline.settings import PipelineSettings
@@ -43,29 +44,22 @@ from hi_moe.providers.fallback import (
     on_unavailable,
     on_unavailable_or_rejected,
 )
-from hi_moe.types import Completion, CompletionRequest, Hop, Message, Usage
+from hi_moe.types import Message
 
 __all__ = ["ProgressMonitor"]
-
-log = logging.getLogger(__name__)
-
-OUTPUT_INSTRUCTIONS = {
-    "code": "Answer with Python code only, in one ```python block.",
-    "code_json": 'Answer with a JSON object {"code": "<the Python code>"}.',
-    "json": 'Answer with a JSON object {"answer": "<your answer>"}.',
-    "text": "Answer concisely.",
-}
 
 
 @dataclass
 class _Run:
-    run_id: str
     task: Task
-    version: int = 0
+    record: RunRecorder
+    """Its journal rows, events, notes and tokens."""
     plan: Plan | None = None
-    usage: Usage = field(default_factory=Usage)
     started: float = field(default_factory=time.monotonic)
-    notes: list[str] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str:
+        return self.record.run_id
 
 
 class ProgressMonitor:
@@ -131,23 +125,6 @@ class ProgressMonitor:
             [self.architect.constraint, d.code_grammar, d.code_schema, d.json_schema]
         )
 
-    # -- events -------------------------------------------------------------------------------
-
-    def _emit(
-        self,
-        kind: EventKind,
-        run: _Run,
-        step_id: str | None = None,
-        detail: str = "",
-        **data: object,
-    ) -> None:
-        event = Event(kind=kind, run_id=run.run_id, step_id=step_id, detail=detail, data=data)
-        for sink in self.sinks:
-            try:
-                sink(event)
-            except Exception:  # a broken display must not break the run
-                log.exception("event sink %r failed", sink)
-
     # -- runs ---------------------------------------------------------------------------------
 
     async def run(
@@ -169,10 +146,8 @@ class ProgressMonitor:
                 raise ConfigError(f"the plan cannot run: {'; '.join(problems)}")
         if task.tests:
             await self.sandbox_backend()  # a sandbox that cannot be had is a ConfigError now
-        run = _Run(run_id=run_id or _new_run_id(), task=task)
-        if self.journal is not None:
-            self.journal.start_run(run.run_id, task)
-        self._emit("run_started", run, detail=task.prompt[:200])
+        run = self._new_run(run_id or _new_run_id(), task)
+        run.record.started(task)
         if plan is not None:
             self._adopt(run, plan, detail=f"{len(plan.steps)} steps, as given")
         return await self._drive(run, done={})
@@ -182,19 +157,22 @@ class ProgressMonitor:
         A run that already finished returns its journaled result."""
         if self.journal is None:
             raise ValueError("resume needs a journal")
-        record = self.journal.load_run(run_id)
-        if record is None:
+        journaled = self.journal.load_run(run_id)
+        if journaled is None:
             raise KeyError(f"no run {run_id!r} in {self.journal.path}")
-        run = _Run(run_id=run_id, task=record.task, version=record.plan_version, plan=record.plan)
-        done = self.journal.finished_steps(run_id, record.plan_version) if record.plan else {}
-        if record.status != "running" and record.plan is not None:
-            return self._result(run, record.plan, done, reason="", resumed=done)
-        if record.task.tests:
+        run = self._new_run(run_id, journaled.task, plan_version=journaled.plan_version)
+        run.plan = journaled.plan
+        done = self.journal.finished_steps(run_id, journaled.plan_version) if journaled.plan else {}
+        if journaled.status != "running" and journaled.plan is not None:
+            return self._result(run, done, reason="", resumed=done)
+        if journaled.task.tests:
             await self.sandbox_backend()
-        self._emit("run_started", run, detail=f"resuming with {len(done)} finished steps")
-        for step_id in done:
-            self._emit("step_resumed", run, step_id)
+        run.record.resumed(list(done))
         return await self._drive(run, done=done)
+
+    def _new_run(self, run_id: str, task: Task, *, plan_version: int = 0) -> _Run:
+        record = RunRecorder(run_id, self.sinks, self.journal, plan_version=plan_version)
+        return _Run(task=task, record=record)
 
     async def _survey(self) -> None:
         # A provider found down here is skipped by the first request instead of costing it a
@@ -214,7 +192,7 @@ class ProgressMonitor:
                     run.plan,
                     lambda step, inputs: self._run_step(run, step, inputs),
                     done=done,
-                    on_skip=lambda r: self._emit("step_skipped", run, r.step_id, r.error or ""),
+                    on_skip=run.record.step_skipped,
                 )
                 final = results.get(run.plan.final_step().id)
                 if final is not None and final.ok:
@@ -224,7 +202,7 @@ class ProgressMonitor:
                     return self._finish(run, results, resumed, reason=reason)
                 if (spent := self._budget_left(run)) is not None:
                     return self._finish(run, results, resumed, reason=spent)
-                self._emit("replanned", run, detail=reason)
+                run.record.emit("replanned", detail=reason)
                 await self._plan(run, feedback=f"step {final.step_id if final else '?'}: {reason}")
                 done = {}
             raise AssertionError("unreachable")  # the loop returns on its last pass
@@ -235,38 +213,9 @@ class ProgressMonitor:
     async def _plan(self, run: _Run, feedback: str | None) -> None:
         """Plan on the primary provider, falling back in the configured order."""
         names = list(dict.fromkeys([self.primary, *self.settings.fallbacks]))
-
-        def fell_back(hop: Hop) -> None:
-            if hop.error != "skipped":
-                later = names[names.index(hop.provider) + 1 :]
-                where = f"planning on {later[0]}" if later else "planning"
-                self._emit("fell_back", run, detail=f"{where}: {hop.provider}: {hop.message}")
-
-        outcome = await self.architect.plan(
-            self.chain.ordered(names, on_hop=fell_back), run.task, feedback=feedback
-        )
-        run.usage = run.usage + outcome.usage
-        for made in outcome.requests:
-            self._emit(
-                "request",
-                run,
-                None,
-                provider=made.provider or self.primary,
-                adapter=None,
-                domain="plan",
-                latency_s=None if made.latency_s is None else round(made.latency_s, 4),
-                prompt_tokens=made.usage.prompt_tokens,
-                completion_tokens=made.usage.completion_tokens,
-                error=made.error,
-            )
-        if outcome.fell_back:
-            note = "the model gave no usable plan; fell back to one step: " + "; ".join(
-                outcome.problems[-3:]
-            )
-            run.notes.append(note)
-            self._emit("plan_fell_back", run, detail=note)
-        elif outcome.problems:
-            self._emit("plan_rejected", run, detail="; ".join(outcome.problems))
+        chain = self.chain.ordered(names, on_hop=lambda hop: run.record.planning_hop(hop, names))
+        outcome = await self.architect.plan(chain, run.task, feedback=feedback)
+        run.record.plan_made(outcome, self.primary)
         self._adopt(
             run,
             outcome.plan,
@@ -278,25 +227,14 @@ class ProgressMonitor:
     def _adopt(
         self, run: _Run, plan: Plan, *, detail: str, attempts: int = 0, tokens: int = 0
     ) -> None:
-        """Make `plan` the run's current plan: journaled before any of its steps runs."""
         run.plan = plan
-        run.version += 1
-        if self.journal is not None:
-            self.journal.save_plan(run.run_id, plan, run.version)
-        self._emit(
-            "planned",
-            run,
-            detail=detail,
-            plan=json.loads(plan.model_dump_json()),
-            attempts=attempts,
-            tokens=tokens,
-        )
+        run.record.planned(plan, detail=detail, attempts=attempts, tokens=tokens)
 
     def _budget_left(self, run: _Run) -> str | None:
         """Why the run must stop now, or None while budget remains."""
-        budget = self.settings.budget
-        if run.usage.total_tokens >= budget.max_tokens:
-            return f"token budget spent ({run.usage.total_tokens} of {budget.max_tokens})"
+        budget, used = self.settings.budget, run.record.usage.total_tokens
+        if used >= budget.max_tokens:
+            return f"token budget spent ({used} of {budget.max_tokens})"
         elapsed = time.monotonic() - run.started
         if elapsed >= budget.max_wall_s:
             return f"time budget spent ({elapsed:.0f} s of {budget.max_wall_s:.0f} s)"
@@ -307,216 +245,57 @@ class ProgressMonitor:
     async def _run_step(
         self, run: _Run, step: Step, inputs: Mapping[str, StepResult]
     ) -> StepResult:
+        """Attempt `step` until an answer passes its checks, no retry can help, or its
+        attempts run out; a spent run budget stops the whole run (`StopRun`)."""
         assert run.plan is not None
-        is_final = step.id == run.plan.final_step().id
-        notes: list[str] = []
-        feedback: list[Message] = []
-        usage = Usage()
-        failure = "not attempted"
-        attempts = 0
-        started = time.perf_counter()
-
-        def note(text: str) -> None:
-            if text not in notes:
-                notes.append(text)
-                self._emit("fell_back", run, step.id, text)
-
-        while attempts < self.settings.budget.step_attempts:
-            if (spent := self._budget_left(run)) is not None:
-                raise StopRun(spent)
-            attempts += 1
-            first = self.dispatcher.assign(step)
-            self._emit(
-                "step_started" if attempts == 1 else "step_retried",
-                run,
-                step.id,
-                failure if attempts > 1 else step.goal[:200],
-                attempt=attempts,
-                provider=first.provider,
-                adapter=first.adapter,
-            )
-            attempt = _Attempt(self, run, step, inputs, feedback, is_final, note)
-            text = ""
-            try:
-                completion = await attempt.send()
-            except HiMoeError as error:
-                usage = usage + attempt.spent
-                failure, text, again = self._failed(run, step, error, attempt)
-                if again is None:
-                    break
-                if again == "survey":
-                    await self._survey()
-                    continue
-            else:
-                usage = usage + attempt.spent
-                assignment = attempt.assignments[completion.provider]
-                for adapted in assignment.notes:
-                    note(adapted)
-                result = await self._accept(run, step, assignment, completion, is_final)
-                usage = usage + completion.usage
-                if isinstance(result, str):
-                    failure, text = result, completion.text
-                else:
-                    return self._done(run, result, attempts, usage, started, notes)
-            feedback = [
-                Message.assistant(text),
-                Message.user(f"That did not work: {failure}\nFix it and answer again."),
-            ]
-        self._emit("step_failed", run, step.id, failure, attempts=attempts)
-        return StepResult(
-            step_id=step.id,
-            status="failed",
-            attempts=attempts,
-            usage=usage,
-            latency_s=time.perf_counter() - started,
-            notes=tuple(notes),
-            error=failure,
-        )
-
-    def _failed(
-        self, run: _Run, step: Step, error: HiMoeError, attempt: _Attempt
-    ) -> tuple[str, str, str | None]:
-        """What an attempt that ended in `error` leaves: the failure to feed back, the text it
-        was about, and what to do (`retry`, `survey` the adapters first, or None: give up)."""
-        if isinstance(error, ConstraintViolation):
-            cost = error.usage or Usage()
-            run.usage = run.usage + cost
-            self._request_event(run, step, attempt.last(), cost, error=type(error).__name__)
-            return f"the output broke its format: {error.reason}", error.text, "retry"
-        if isinstance(error, UnknownAdapter):
-            self.dispatcher.forget_adapters(error.provider or attempt.last().provider)
-            return str(error), "", "survey"
-        # Every candidate was tried (or is cooling down), or no retry can fix it (a bad
-        # constraint or setting): the step fails with the provider's own typed error.
-        return f"{type(error).__name__}: {error}", "", None
-
-    def _done(
-        self,
-        run: _Run,
-        result: StepResult,
-        attempts: int,
-        usage: Usage,
-        started: float,
-        notes: list[str],
-    ) -> StepResult:
-        result = result.model_copy(
-            update={
-                "attempts": attempts,
-                "usage": usage,
-                "latency_s": time.perf_counter() - started,
-                "notes": tuple(notes),
-            }
-        )
-        if self.journal is not None:
-            self.journal.finish_step(run.run_id, run.version, result)
-        self._emit(
-            "step_finished",
-            run,
-            result.step_id,
-            attempts=attempts,
-            provider=result.provider,
-            adapter=result.adapter,
-            tokens=usage.total_tokens,
-        )
-        return result
-
-    async def _accept(
-        self,
-        run: _Run,
-        step: Step,
-        assignment: Assignment,
-        completion: Completion,
-        is_final: bool,
-    ) -> StepResult | str:
-        """The done step for a completion that passes the step's checks, or why it fails
-        them; its tokens are counted either way."""
-        run.usage = run.usage + completion.usage
-        self._request_event(run, step, assignment, completion.usage, latency_s=completion.latency_s)
-        output = extract_output(step.output, completion.text, completion.parsed)
-        problem = await self._check(run.task, step, output, is_final)
-        if problem is not None:
-            return problem
-        return StepResult(
-            step_id=step.id,
-            status="done",
-            output=output,
-            parsed=completion.parsed,
-            provider=assignment.provider,
-            adapter=assignment.adapter,
-            model=completion.model,
-        )
-
-    def _request_event(
-        self,
-        run: _Run,
-        step: Step,
-        assignment: Assignment,
-        usage: Usage,
-        *,
-        latency_s: float | None = None,
-        error: str | None = None,
-    ) -> None:
-        self._emit(
-            "request",
-            run,
-            step.id,
-            provider=assignment.provider,
-            adapter=assignment.adapter,
-            domain=step.domain,
-            latency_s=None if latency_s is None else round(latency_s, 4),
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            error=error,
-        )
-
-    def _request(
-        self,
-        task: Task,
-        step: Step,
-        assignment: Assignment,
-        inputs: Mapping[str, StepResult],
-        feedback: list[Message],
-        is_final: bool,
-    ) -> CompletionRequest:
-        # Shared text first (system prompt, then the task), so steps share the longest prefix
-        # and vLLM's prefix cache serves it once.
-        parts = [f"Overall task:\n{task.prompt}"]
-        for dep_id, result in inputs.items():
-            parts.append(f"Result of step {dep_id}:\n{result.output}")
-        parts.append(f"Your step ({step.id}): {step.goal}")
-        if is_final and task.tests:
-            entry = f" `{task.entry_point}`" if task.entry_point else ""
-            parts.append(f"Write the complete implementation{entry}; it must pass:\n{task.tests}")
-        kind: str = step.output
-        if kind == "code" and assignment.constraint is not None:
-            kind = "code" if assignment.constraint.kind == "grammar" else "code_json"
-        parts.append(OUTPUT_INSTRUCTIONS[kind])
-        return CompletionRequest(
-            messages=[
-                Message.system(assignment.system_prompt),
-                Message.user("\n\n".join(parts)),
-                *feedback,
-            ],
-            adapter=assignment.adapter,
-            constraint=assignment.constraint,
-            max_tokens=assignment.max_tokens,
+        work = StepWork(
+            run.task,
+            step,
+            inputs,
+            is_final=step.id == run.plan.final_step().id,
             temperature=self.settings.temperature,
         )
+        record = run.record.step(step)
+        feedback: list[Message] = []
+        failure: str | None = None  # the last attempt's, fed back or reported
+        for _ in range(self.settings.budget.step_attempts):
+            if (spent := self._budget_left(run)) is not None:
+                raise StopRun(spent)
+            record.attempt_started(self.dispatcher.assign(step), failure)
+            attempt = Attempt(
+                work,
+                feedback,
+                record,
+                dispatcher=self.dispatcher,
+                chain=self.chain,
+                check=self._check,
+            )
+            match await attempt.outcome():
+                case Done(result):
+                    return record.finished(result)
+                case Retry(failure) as retry:
+                    feedback = retry.feedback()
+                case Resurvey(failure):
+                    await self._survey()  # the next attempt is fitted to what is served now
+                case GiveUp(failure):
+                    break
+        return record.failed(failure or "not attempted")
 
-    async def _check(self, task: Task, step: Step, output: str, is_final: bool) -> str | None:
+    async def _check(self, work: StepWork, output: str) -> str | None:
         """Why the output fails, or None. The provider has already checked its constraint."""
-        if step.output == "code" and is_final and task.tests:
+        if work.runs_tests:
             from hi_moe.pipeline.sandbox.verdict import check_solution
 
+            assert work.task.tests is not None
             verdict = await check_solution(
                 await self.sandbox_backend(),
                 output,
-                task.tests,
-                entry_point=task.entry_point,
+                work.task.tests,
+                entry_point=work.task.entry_point,
                 limits=self.settings.sandbox.limits(),
             )
             return None if verdict.passed else f"the tests failed: {verdict.summary}"
-        if step.output == "json":
+        if work.step.output == "json":
             try:
                 json.loads(output)
             except ValueError as error:
@@ -545,31 +324,22 @@ class ProgressMonitor:
         *,
         reason: str = "",
     ) -> RunResult:
-        result = self._result(run, run.plan, results, reason=reason, resumed=resumed)
-        if self.journal is not None:
-            self.journal.finish_run(run.run_id, result.status, result.answer, result.summary())
-        self._emit(
-            "run_finished",
-            run,
-            detail=reason,
-            status=result.status,
-            tokens=result.usage.total_tokens,
-            wall_s=round(result.wall_s, 3),
-        )
+        result = self._result(run, results, reason=reason, resumed=resumed)
+        run.record.run_finished(result)
         return result
 
     def _result(
         self,
         run: _Run,
-        plan: Plan | None,
         results: Mapping[str, StepResult],
         *,
         reason: str,
         resumed: Mapping[str, StepResult],
     ) -> RunResult:
+        plan = run.plan
         final = results.get(plan.final_step().id) if plan is not None else None
         ok = final is not None and final.ok and not reason
-        usage = run.usage
+        usage = run.record.usage
         for step_id, earlier in resumed.items():
             if step_id in results:
                 usage = usage + earlier.usage  # spent before the kill, counted once
@@ -582,62 +352,9 @@ class ProgressMonitor:
             usage=usage,
             wall_s=time.monotonic() - run.started,
             reason=reason,
-            notes=tuple(run.notes),
+            notes=tuple(run.record.notes),
             resumed_steps=tuple(sorted(resumed)),
         )
-
-
-class _Attempt:
-    """One attempt at a step through the fallback chain: the request fitted to each provider
-    tried (its adapter and constraint, kept in `assignments`), and what each hop leaves (a
-    request event, a note, the tokens it cost in `spent`)."""
-
-    def __init__(
-        self,
-        monitor: ProgressMonitor,
-        run: _Run,
-        step: Step,
-        inputs: Mapping[str, StepResult],
-        feedback: list[Message],
-        is_final: bool,
-        note: Callable[[str], None],
-    ) -> None:
-        self.monitor, self.run, self.step = monitor, run, step
-        self.inputs, self.feedback, self.is_final = inputs, feedback, is_final
-        self.note = note
-        self.assignments: dict[str, Assignment] = {}
-        self.spent = Usage()
-
-    async def send(self) -> Completion:
-        dispatcher = self.monitor.dispatcher
-        chain = self.monitor.chain.ordered(dispatcher.candidates(self.step), on_hop=self._hopped)
-        return await chain.complete_each(self._request_for)
-
-    def last(self) -> Assignment:
-        """The assignment of the provider tried last."""
-        if self.assignments:
-            return list(self.assignments.values())[-1]
-        return self.monitor.dispatcher.assign(self.step)
-
-    def _request_for(self, label: str, provider: InferenceProvider) -> CompletionRequest:
-        monitor = self.monitor
-        assignment = monitor.dispatcher.assign(self.step, label)
-        self.assignments[label] = assignment
-        return monitor._request(
-            self.run.task, self.step, assignment, self.inputs, self.feedback, self.is_final
-        )
-
-    def _hopped(self, hop: Hop) -> None:
-        if hop.error == "skipped":
-            if hop.message.startswith("cooling down"):  # capability skips are in the notes
-                self.note(f"{hop.provider} skipped: {hop.message}")
-            return
-        self.spent = self.spent + hop.usage
-        self.run.usage = self.run.usage + hop.usage
-        assignment = self.assignments.get(hop.provider) or self.last()
-        self.monitor._request_event(self.run, self.step, assignment, hop.usage, error=hop.error)
-        word = "rejected its output" if hop.error == "ConstraintViolation" else "unavailable"
-        self.note(f"{hop.provider} {word}: {hop.message}")
 
 
 def _new_run_id() -> str:
