@@ -47,11 +47,14 @@ def test_no_stage_imports_a_concrete_provider() -> None:
 
 
 def test_running_the_pipeline_loads_no_concrete_provider() -> None:
+    # Only what is loaded is asserted on, not an exact list: the interface may grow modules
+    # (the fallback provider's helpers, say) without the pipeline depending on a backend.
     loaded = run_python(
         """
         import sys
         from hi_moe.pipeline import ProgressMonitor, Journal, MetricsLog, Task
-        print(sorted(m for m in sys.modules if m.startswith(("hi_moe.providers.", "openai"))))
+        print("\\n".join(sorted(sys.modules)))
         """
-    )
-    assert loaded.strip() == "['hi_moe.providers.base', 'hi_moe.providers.fallback']"
+    ).split()
+    assert "hi_moe.providers.base" in loaded
+    assert [m for m in loaded if m.startswith(CONCRETE)] == []

@@ -52,6 +52,27 @@ class PlanOutcome(BaseModel):
     """What was wrong with the rejected plans, last attempt last."""
     requests: tuple[PlanRequest, ...] = ()
 
+    @classmethod
+    def of(
+        cls,
+        plan: Plan,
+        requests: Sequence[PlanRequest],
+        *,
+        attempts: int,
+        problems: Sequence[str],
+        fell_back: bool = False,
+    ) -> PlanOutcome:
+        """The outcome whose `usage` is what its `requests` cost, so the two cannot differ."""
+        usage = sum((made.usage for made in requests), Usage())
+        return cls(
+            plan=plan,
+            usage=usage,
+            attempts=attempts,
+            fell_back=fell_back,
+            problems=tuple(problems),
+            requests=tuple(requests),
+        )
+
 
 class Architect:
     def __init__(
@@ -101,7 +122,6 @@ class Architect:
         """Ask `provider` for a plan. Provider errors other than a broken plan propagate (the
         caller decides whether another provider should plan)."""
         messages = self.messages(task, feedback)
-        usage = Usage()
         problems: list[str] = []
         requests: list[PlanRequest] = []
         for attempt in range(1, self.max_repairs + 2):
@@ -114,18 +134,15 @@ class Architect:
             try:
                 completion = await provider.complete(request)
             except ConstraintViolation as error:
-                usage = usage + (error.usage or Usage())
                 requests.append(PlanRequest(usage=error.usage or Usage(), error="violation"))
                 found = [f"the output was not a valid plan: {error.reason}"]
                 text = error.text
             else:
-                for hop in completion.hops:  # providers passed over on the way (fallbacks)
-                    if hop.error != "skipped":
-                        usage = usage + hop.usage
-                        requests.append(
-                            PlanRequest(usage=hop.usage, error=hop.error, provider=hop.provider)
-                        )
-                usage = usage + completion.usage
+                requests.extend(
+                    PlanRequest(usage=hop.usage, error=hop.error, provider=hop.provider)
+                    for hop in completion.hops  # providers passed over on the way
+                    if hop.error != "skipped"
+                )
                 requests.append(
                     PlanRequest(
                         usage=completion.usage,
@@ -137,13 +154,7 @@ class Architect:
                 found = self._problems(completion.parsed, task)
                 if not found:
                     plan = Plan.model_validate(completion.parsed)
-                    return PlanOutcome(
-                        plan=plan,
-                        usage=usage,
-                        attempts=attempt,
-                        problems=tuple(problems),
-                        requests=tuple(requests),
-                    )
+                    return PlanOutcome.of(plan, requests, attempts=attempt, problems=problems)
             problems.extend(found)
             log.info("plan attempt %d rejected: %s", attempt, "; ".join(found))
             messages = [
@@ -153,13 +164,12 @@ class Architect:
                     "That plan cannot be used: " + "; ".join(found) + ". Return a corrected plan."
                 ),
             ]
-        return PlanOutcome(
-            plan=self.fallback_plan(task),
-            usage=usage,
+        return PlanOutcome.of(
+            self.fallback_plan(task),
+            requests,
             attempts=self.max_repairs + 1,
+            problems=problems,
             fell_back=True,
-            problems=tuple(problems),
-            requests=tuple(requests),
         )
 
     def _problems(self, parsed: object, task: Task) -> list[str]:

@@ -151,9 +151,7 @@ class Fleet:
         backstop = asyncio.timeout(backstop_s)
         try:
             async with backstop:
-                if timeout is None:
-                    return await runner(step, inputs)
-                with deadline.scope(timeout):
+                with deadline.scope(timeout):  # None: the caller's deadline, if any, holds
                     return await runner(step, inputs)
         except StopRun:
             raise

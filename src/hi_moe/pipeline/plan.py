@@ -77,17 +77,6 @@ class Plan(BaseModel):
         """The step whose output answers the task: the last one in dependency order."""
         return self.order()[-1]
 
-    def dependents(self, step_id: str) -> set[str]:
-        """Every step that needs `step_id`, directly or not."""
-        found: set[str] = set()
-        frontier = {step_id}
-        while frontier:
-            frontier = {
-                s.id for s in self.steps if s.id not in found and frontier & set(s.depends_on)
-            }
-            found |= frontier
-        return found
-
     def critical_path(self, cost: dict[str, float]) -> float:
         """The longest chain of `cost` through the DAG: the least time any schedule needs."""
         finish: dict[str, float] = {}
