@@ -6,25 +6,16 @@ from __future__ import annotations
 import pytest
 
 from hi_moe.errors import ProviderUnavailable, RequestRejected
-from hi_moe.pipeline import Budget, Event, PipelineSettings, ProgressMonitor
+from hi_moe.pipeline import Budget, Event
 from hi_moe.providers import MockProvider
 from hi_moe.providers.mock import Reply
 from hi_moe.types import CompletionRequest
 from tests.unit.pipeline_support import is_plan_request, plan_of, scripted, step_of
+from tests.unit.test_pipeline import monitor
 
 ADAPTERS = ["python-lora", "math-lora"]
 CODE = plan_of(("s1", "write it", "python", (), "code"))
 MATHS = plan_of(("s1", "work it out", "math", (), "text"))
-
-
-def monitor(
-    provider: MockProvider | dict[str, MockProvider], **settings: object
-) -> tuple[ProgressMonitor, list[Event]]:
-    events: list[Event] = []
-    built = ProgressMonitor(
-        provider, PipelineSettings.model_validate(settings), on_event=events.append
-    )
-    return built, events
 
 
 def of_step(events: list[Event], step_id: str) -> list[Event]:

@@ -202,7 +202,7 @@ class ProgressMonitor:
                     return self._finish(run, results, resumed, reason=reason)
                 if (spent := self._budget_left(run)) is not None:
                     return self._finish(run, results, resumed, reason=spent)
-                run.record.emit("replanned", detail=reason)
+                run.record.replanned(reason)
                 await self._plan(run, feedback=f"step {final.step_id if final else '?'}: {reason}")
                 done = {}
             raise AssertionError("unreachable")  # the loop returns on its last pass

@@ -140,6 +140,9 @@ class RunRecorder:
     def step(self, step: Step) -> StepRecorder:
         return StepRecorder(self, step)
 
+    def replanned(self, reason: str) -> None:
+        self.emit("replanned", detail=reason)
+
     def step_skipped(self, result: StepResult) -> None:
         self.emit("step_skipped", result.step_id, result.error or "")
 
