@@ -2,14 +2,26 @@
 
 Everything here validates itself on construction, so a malformed request fails with a pydantic
 `ValidationError` naming the field before any provider sees it.
+
+Constraint kinds dispatch in one place, `ConstraintVisitor`: every piece of per-kind work (the
+key that names a constraint here, vLLM's `structured_outputs` key, the XGrammar compile, the
+local validation and output check, the mock's sampler) is one engine class with one method per
+kind, and `visit` is the only switch on the kind. Why engines rather than methods on the
+constraint types: these types are the seam every layer imports and stay plain data, while the
+engines live with their backends (XGrammar and the JSON check in `constraints`, the wire format
+in `providers.modal_vllm`, the sampler in `providers.sampling`) and import what those need
+(lazily, where it is heavy); the arrows point one way. And a new kind cannot be half-handled:
+it adds an abstract method, and mypy names every engine that cannot be instantiated until it
+says what to do with it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Hashable
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, Generic, Literal, TypeAlias, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 from pydantic.dataclasses import dataclass
@@ -20,6 +32,7 @@ __all__ = [
     "CompletionRequest",
     "Constraint",
     "ConstraintKind",
+    "ConstraintVisitor",
     "FinishReason",
     "Grammar",
     "Hop",
@@ -134,6 +147,36 @@ class Choice:
 Constraint: TypeAlias = Annotated[
     JsonSchema | Grammar | Regex | Choice, Field(discriminator="kind")
 ]
+T = TypeVar("T")
+
+
+class ConstraintVisitor(ABC, Generic[T]):
+    """Per-kind work for one engine: a method per constraint kind, chosen by `visit` (the one
+    place the kinds are told apart; see the module docstring)."""
+
+    def visit(self, constraint: Constraint) -> T:
+        match constraint:
+            case JsonSchema():
+                return self.json_schema(constraint)
+            case Grammar():
+                return self.grammar(constraint)
+            case Regex():
+                return self.regex(constraint)
+            case Choice():
+                return self.choice(constraint)
+        raise TypeError(f"not a constraint: {constraint!r}")
+
+    @abstractmethod
+    def json_schema(self, constraint: JsonSchema) -> T: ...
+
+    @abstractmethod
+    def grammar(self, constraint: Grammar) -> T: ...
+
+    @abstractmethod
+    def regex(self, constraint: Regex) -> T: ...
+
+    @abstractmethod
+    def choice(self, constraint: Choice) -> T: ...
 
 
 def constraint_key(constraint: Constraint) -> str:
@@ -208,17 +251,23 @@ def _frozen(value: Any) -> Hashable:
     return value  # type: ignore[no-any-return]
 
 
+class _Content(ConstraintVisitor[str]):
+    def json_schema(self, constraint: JsonSchema) -> str:
+        return json.dumps(constraint.schema, separators=(",", ":"))
+
+    def grammar(self, constraint: Grammar) -> str:
+        return constraint.ebnf
+
+    def regex(self, constraint: Regex) -> str:
+        return constraint.pattern
+
+    def choice(self, constraint: Choice) -> str:
+        return json.dumps(constraint.options)
+
+
 def _key(constraint: Constraint) -> str:
-    match constraint:
-        case JsonSchema(schema=schema):
-            return "json_schema:" + json.dumps(schema, separators=(",", ":"))
-        case Grammar(ebnf=ebnf):
-            return "grammar:" + ebnf
-        case Regex(pattern=pattern):
-            return "regex:" + pattern
-        case Choice(options=options):
-            return "choice:" + json.dumps(options)
-    raise TypeError(f"not a constraint: {constraint!r}")
+    content = _Content().visit(constraint)
+    return f"{constraint.kind}:{content}"
 
 
 class CompletionRequest(BaseModel):

@@ -18,6 +18,10 @@ unconstrained text).
   (`InferenceProvider.validate_constraint`).
 - **Nothing slow runs on the event loop**: `in_worker` runs a validation or check in a thread,
   bounded in time (`compile_timeout_s`), shared by concurrent callers and cached by content.
+
+What each constraint kind means here is said once per engine, as a `ConstraintVisitor`
+(`hi_moe.types` says why): `_LocalValidation`, `_OutputCheck` and `_Heavy` below, the XGrammar
+compile in `grammar_engine`.
 """
 
 from __future__ import annotations
@@ -26,11 +30,8 @@ import asyncio
 import concurrent.futures
 import functools
 import importlib.util
-import json
 import logging
-import os
 import re
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -38,8 +39,26 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from hi_moe.constraints import json_check
+from hi_moe.constraints.grammar_engine import (
+    STOP_TOKEN_ID,
+    compile_constraint,
+    unenforced,
+)
+from hi_moe.constraints.grammar_engine import (
+    _compile as _compile,  # the cache itself: the constraint benchmark clears it
+)
+from hi_moe.constraints.grammar_engine import _compiler as _compiler
+from hi_moe.constraints.grammar_engine import accepts as _accepts
 from hi_moe.errors import ConstraintViolation, InvalidConstraint
-from hi_moe.types import Choice, Constraint, Grammar, JsonSchema, Regex, constraint_key, exact_key
+from hi_moe.types import (
+    Choice,
+    Constraint,
+    ConstraintVisitor,
+    Grammar,
+    JsonSchema,
+    Regex,
+    constraint_key,
+)
 
 __all__ = [
     "COMPILE_TIMEOUT_S",
@@ -66,13 +85,10 @@ COMPILE_TIMEOUT_S = 30.0
 """Default bound on one validation (an XGrammar compile of a large schema takes seconds)."""
 CHECK_IN_THREAD_CHARS = 16_384
 """Outputs at least this long are checked in a worker thread."""
+MATCHED_IN_THREAD_CHARS = 1024
+"""Outputs at least this long are matched against a grammar or regex in a worker thread (the
+matcher takes them byte by byte)."""
 
-# A byte-level vocabulary: token i is byte i, and one stop token after them. Grammars compile
-# against it in microseconds, and the mock samples valid outputs byte by byte from it.
-STOP_TOKEN_ID = 256
-
-# XGrammar prefixes every message with "[hh:mm:ss] /path/to/file.cc:123: "; users need the rest.
-_CPP_PREFIX = re.compile(r"^(?:\[[\d:]+\]\s*)?\S+\.(?:cc|h|cpp):\d+:\s*")
 _warned: set[str] = set()
 
 
@@ -109,13 +125,6 @@ def grammar_engine_available() -> bool:
         return False
 
 
-@functools.cache
-def _xgrammar() -> Any:
-    import xgrammar  # 2-3 s: only on the first constraint that needs it
-
-    return xgrammar
-
-
 def locally_checked(kind: str) -> bool:
     """Whether outputs of this constraint kind can be checked here, not only by the server."""
     return kind != "grammar" or grammar_engine_available()
@@ -127,91 +136,6 @@ def _warn_once(key: str, message: str) -> None:
         log.warning("%s", message)
 
 
-@functools.cache
-def _compiler() -> Any:
-    xgr = _xgrammar()
-    vocab = [bytes([i]) for i in range(256)] + [b"</s>"]
-    info = xgr.TokenizerInfo(vocab, xgr.VocabType.RAW, stop_token_ids=[STOP_TOKEN_ID])
-    return xgr.GrammarCompiler(info, max_threads=1)
-
-
-def _parser_message(message: str) -> str:
-    lines = [_CPP_PREFIX.sub("", line).strip() for line in message.strip().splitlines()]
-    return " ".join(line for line in lines if line) or "rejected by the parser"
-
-
-# XGrammar writes its warnings ("pattern combined with minLength/maxLength is not supported;
-# ignoring minLength/maxLength") from C++ straight to file descriptor 2. Capturing them means
-# pointing fd 2 elsewhere for the compile: one compile at a time, and whatever else was written
-# meanwhile is passed on.
-_stderr_lock = threading.Lock()
-
-
-def _capturing_stderr(compile_: Callable[[], T]) -> tuple[T, list[str]]:
-    with _stderr_lock, tempfile.TemporaryFile() as sink:
-        saved = os.dup(2)
-        os.dup2(sink.fileno(), 2)
-        try:
-            result = compile_()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        sink.seek(0)
-        captured = sink.read().decode("utf-8", "replace").splitlines()
-    warnings: list[str] = []
-    others: list[str] = []
-    for line in captured:
-        (warnings if "Warning:" in line else others).append(line)
-    if others:
-        os.write(2, ("\n".join(others) + "\n").encode("utf-8", "replace"))
-    return result, [_parser_message(line).removeprefix("Warning: ") for line in warnings]
-
-
-def _compiled(constraint: Constraint) -> tuple[Any, tuple[str, ...]]:
-    # Keyed as written: property order shapes the grammar, and so what the mock samples.
-    return _compile(exact_key(constraint))
-
-
-@functools.lru_cache(maxsize=256)
-def _compile(key: tuple[Constraint, str]) -> tuple[Any, tuple[str, ...]]:
-    constraint = key[0]
-    compiler = _compiler()
-
-    def compile_() -> Any:
-        match constraint:
-            case JsonSchema(schema=schema):
-                return compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
-            case Grammar(ebnf=ebnf):
-                return compiler.compile_grammar(ebnf)
-            case Regex(pattern=pattern):
-                return compiler.compile_regex(pattern)
-            case Choice(options=options):
-                alternatives = " | ".join(json.dumps(option) for option in options)
-                return compiler.compile_grammar(f"root ::= {alternatives}")
-        raise TypeError(f"not a constraint: {constraint!r}")
-
-    try:
-        compiled, warnings = _capturing_stderr(compile_)
-    except RuntimeError as error:  # XGrammar reports every parse failure as RuntimeError
-        raise InvalidConstraint(constraint.kind, _parser_message(str(error))) from None
-    except UnicodeDecodeError as error:
-        # XGrammar can cut a multi-byte character in its message, and then the message itself
-        # fails to decode; the bytes are still there.
-        raw = bytes(error.object).decode("utf-8", "replace")
-        raise InvalidConstraint(constraint.kind, _parser_message(raw)) from None
-    except (OverflowError, ValueError, TypeError) as error:  # values C++ cannot take
-        raise InvalidConstraint(constraint.kind, f"XGrammar cannot take it: {error}") from None
-    return compiled, tuple(warnings)
-
-
-def compile_constraint(constraint: Constraint) -> Any:
-    """The XGrammar `CompiledGrammar` for a constraint, cached by its content.
-
-    Needs the `grammar` extra. Raises `InvalidConstraint` with the parser's message.
-    """
-    return _compiled(constraint)[0]
-
-
 @functools.lru_cache(maxsize=256)
 def _python_regex(pattern: str) -> re.Pattern[str]:
     try:
@@ -220,20 +144,30 @@ def _python_regex(pattern: str) -> re.Pattern[str]:
         raise InvalidConstraint("regex", str(error)) from None
 
 
+class _LocalValidation(ConstraintVisitor[None]):
+    """Whether outputs of each kind can be checked here: `InvalidConstraint` if not."""
+
+    def json_schema(self, constraint: JsonSchema) -> None:
+        json_check.validator(constraint)
+
+    def grammar(self, constraint: Grammar) -> None:
+        if grammar_engine_available():  # without it, refused or trusted by the provider
+            compile_constraint(constraint)
+
+    def regex(self, constraint: Regex) -> None:
+        if grammar_engine_available():
+            compile_constraint(constraint)
+        else:
+            _python_regex(constraint.pattern)
+
+    def choice(self, constraint: Choice) -> None:
+        pass  # distinct non-empty strings, as its type already insists
+
+
 def validate_local(constraint: Constraint) -> ConstraintReport:
     """Refuse what cannot be checked here: a malformed schema (or one with a remote `$ref`),
     a regex or grammar that does not parse. `InvalidConstraint` with the parser's message."""
-    match constraint:
-        case JsonSchema():
-            json_check.validator(constraint)
-        case Regex(pattern=pattern):
-            if grammar_engine_available():
-                compile_constraint(constraint)
-            else:
-                _python_regex(pattern)
-        case Grammar():
-            if grammar_engine_available():
-                compile_constraint(constraint)
+    _LocalValidation().visit(constraint)
     return ConstraintReport(constraint.kind, "local")
 
 
@@ -244,9 +178,7 @@ def validate(constraint: Constraint) -> ConstraintReport:
     local = validate_local(constraint)
     if not grammar_engine_available():
         return local
-    if isinstance(constraint, Choice):
-        return ConstraintReport(constraint.kind, "xgrammar")
-    warnings = _compiled(constraint)[1]
+    warnings = unenforced(constraint)
     for warning in warnings:
         _warn_once(
             f"{constraint!r}:{warning}",
@@ -256,53 +188,55 @@ def validate(constraint: Constraint) -> ConstraintReport:
     return ConstraintReport(constraint.kind, "xgrammar", warnings)
 
 
-def _accepts(constraint: Constraint, text: str) -> bool:
-    xgr = _xgrammar()
-    matcher = xgr.GrammarMatcher(compile_constraint(constraint))
-    return bool(matcher.accept_string(text) and matcher.is_completed())
+class _OutputCheck(ConstraintVisitor["Checked | str"]):
+    """One output against each kind: what to return, or why it breaks the constraint."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def json_schema(self, constraint: JsonSchema) -> Checked | str:
+        try:
+            parsed = json_check.parse(self.text)
+        except json_check.NotJson as error:
+            return f"not valid JSON: {error}"
+        problem = json_check.first_error(constraint, parsed.value)
+        return (
+            problem if problem is not None else Checked(parsed.canonical or self.text, parsed.value)
+        )
+
+    def grammar(self, constraint: Grammar) -> Checked | str:
+        if not grammar_engine_available():
+            # Providers refuse grammars they cannot check unless the user trusts the server;
+            # this is that case.
+            _warn_once(
+                "grammar:trusted",
+                "EBNF outputs are not checked locally (trusted to the server); "
+                + GRAMMAR_EXTRA_HINT,
+            )
+        elif not _accepts(constraint, self.text):
+            return "not in the grammar's language"
+        return Checked(self.text)
+
+    def regex(self, constraint: Regex) -> Checked | str:
+        if grammar_engine_available():
+            matched = _accepts(constraint, self.text)
+        else:
+            matched = _python_regex(constraint.pattern).fullmatch(self.text) is not None
+        return Checked(self.text) if matched else f"does not match /{constraint.pattern}/"
+
+    def choice(self, constraint: Choice) -> Checked | str:
+        if self.text in constraint.options:
+            return Checked(self.text)
+        return f"{self.text[:80]!r} is not one of {constraint.options}"
 
 
 def check_output(constraint: Constraint, text: str, *, finish_reason: str | None = None) -> Checked:
     """The output to return if `text` satisfies the constraint; `ConstraintViolation` (with
     the text attached) otherwise."""
-
-    def violation(reason: str) -> ConstraintViolation:
-        return ConstraintViolation(constraint, text, reason, finish_reason=finish_reason)
-
-    match constraint:
-        case JsonSchema():
-            try:
-                parsed = json_check.parse(text)
-            except json_check.NotJson as error:
-                raise violation(f"not valid JSON: {error}") from None
-            problem = json_check.first_error(constraint, parsed.value)
-            if problem is not None:
-                raise violation(problem)
-            return Checked(parsed.canonical or text, parsed.value)
-        case Choice(options=options):
-            if text not in options:
-                raise violation(f"{text[:80]!r} is not one of {options}")
-        case Regex(pattern=pattern):
-            if grammar_engine_available():
-                matched = _accepts(constraint, text)
-            else:
-                matched = _python_regex(pattern).fullmatch(text) is not None
-            if not matched:
-                raise violation(f"does not match /{pattern}/")
-        case Grammar():
-            if not grammar_engine_available():
-                # Providers refuse grammars they cannot check unless the user trusts the
-                # server; this is that case.
-                _warn_once(
-                    "grammar:trusted",
-                    "EBNF outputs are not checked locally (trusted to the server); "
-                    + GRAMMAR_EXTRA_HINT,
-                )
-            elif not _accepts(constraint, text):
-                raise violation("not in the grammar's language")
-        case _:
-            raise TypeError(f"not a constraint: {constraint!r}")
-    return Checked(text)
+    verdict = _OutputCheck(text).visit(constraint)
+    if isinstance(verdict, str):
+        raise ConstraintViolation(constraint, text, verdict, finish_reason=finish_reason)
+    return verdict
 
 
 def check(constraint: Constraint, text: str, *, finish_reason: str | None = None) -> Any:
@@ -311,15 +245,30 @@ def check(constraint: Constraint, text: str, *, finish_reason: str | None = None
     return check_output(constraint, text, finish_reason=finish_reason).parsed
 
 
-def heavy(constraint: Constraint, text: str) -> bool:
-    """Whether checking `text` is worth a thread hop: long outputs, large schemas (a check
-    walks the schema as much as the output), and long text a grammar matcher walks byte by
-    byte."""
-    if len(text) >= CHECK_IN_THREAD_CHARS:
-        return True
-    if isinstance(constraint, JsonSchema):
+class _Heavy(ConstraintVisitor[bool]):
+    """Whether checking a (not very long) text against each kind is worth a thread hop."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def json_schema(self, constraint: JsonSchema) -> bool:
+        # A check walks the schema as much as the output.
         return len(constraint_key(constraint)) >= CHECK_IN_THREAD_CHARS
-    return not isinstance(constraint, Choice) and len(text) >= 1024
+
+    def grammar(self, constraint: Grammar) -> bool:
+        return len(self.text) >= MATCHED_IN_THREAD_CHARS
+
+    def regex(self, constraint: Regex) -> bool:
+        return len(self.text) >= MATCHED_IN_THREAD_CHARS
+
+    def choice(self, constraint: Choice) -> bool:
+        return False
+
+
+def heavy(constraint: Constraint, text: str) -> bool:
+    """Whether checking `text` is worth a thread hop: long outputs, large schemas, and text a
+    grammar matcher walks byte by byte."""
+    return len(text) >= CHECK_IN_THREAD_CHARS or _Heavy(text).visit(constraint)
 
 
 # -- off the event loop ------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from hi_moe.types import (
     CompletionRequest,
     Constraint,
     ConstraintKind,
+    ConstraintVisitor,
     Grammar,
     JsonSchema,
     Regex,
@@ -116,18 +117,25 @@ def _served_models(body: object, provider: str) -> dict[str, str | None]:
     return models
 
 
+class _StructuredOutputs(ConstraintVisitor[dict[str, Any]]):
+    """Each kind under its key in vLLM's `structured_outputs`."""
+
+    def json_schema(self, constraint: JsonSchema) -> dict[str, Any]:
+        return {"json": constraint.schema}
+
+    def grammar(self, constraint: Grammar) -> dict[str, Any]:
+        return {"grammar": constraint.ebnf}
+
+    def regex(self, constraint: Regex) -> dict[str, Any]:
+        return {"regex": constraint.pattern}
+
+    def choice(self, constraint: Choice) -> dict[str, Any]:
+        return {"choice": list(constraint.options)}
+
+
 def structured_outputs(constraint: Constraint) -> dict[str, Any]:
     """vLLM's `structured_outputs` object for a constraint: exactly one key."""
-    match constraint:
-        case JsonSchema(schema=schema):
-            return {"json": schema}
-        case Grammar(ebnf=ebnf):
-            return {"grammar": ebnf}
-        case Regex(pattern=pattern):
-            return {"regex": pattern}
-        case Choice(options=options):
-            return {"choice": list(options)}
-    raise TypeError(f"not a constraint: {constraint!r}")
+    return _StructuredOutputs().visit(constraint)
 
 
 class VLLMProvider(OpenAICompatibleProvider):

@@ -20,7 +20,7 @@ from typing import Any
 from hi_moe import constraints
 from hi_moe.constraints import json_check
 from hi_moe.errors import ConstraintViolation, InvalidConstraint
-from hi_moe.types import Choice, Constraint, JsonSchema
+from hi_moe.types import Choice, Constraint, ConstraintVisitor, Grammar, JsonSchema, Regex
 
 __all__ = ["NeedsGrammarEngine", "SamplingFailed", "Unsatisfiable", "sample", "sample_text"]
 
@@ -65,13 +65,32 @@ def sample(constraint: Constraint, rng: random.Random, *, max_chars: int) -> str
     `Unsatisfiable` when nothing satisfies it, and `SamplingFailed` when no short enough
     output was found.
     """
-    if isinstance(constraint, Choice):
-        return rng.choice(constraint.options)
-    if isinstance(constraint, JsonSchema):
-        return _sample_json(constraint, rng, max_chars)
-    if not constraints.grammar_engine_available():
-        raise NeedsGrammarEngine(f"{constraint.kind} constraints")
-    return _sample_from_grammar(constraint, rng, max_chars)
+    return _Sampler(rng, max_chars).visit(constraint)
+
+
+class _Sampler(ConstraintVisitor[str]):
+    """How each kind is drawn: options picked, schemas sampled as data, grammars walked."""
+
+    def __init__(self, rng: random.Random, max_chars: int) -> None:
+        self.rng = rng
+        self.max_chars = max_chars
+
+    def json_schema(self, constraint: JsonSchema) -> str:
+        return _sample_json(constraint, self.rng, self.max_chars)
+
+    def grammar(self, constraint: Grammar) -> str:
+        return self._from_grammar(constraint)
+
+    def regex(self, constraint: Regex) -> str:
+        return self._from_grammar(constraint)
+
+    def choice(self, constraint: Choice) -> str:
+        return self.rng.choice(constraint.options)
+
+    def _from_grammar(self, constraint: Grammar | Regex) -> str:
+        if not constraints.grammar_engine_available():
+            raise NeedsGrammarEngine(f"{constraint.kind} constraints")
+        return _sample_from_grammar(constraint, self.rng, self.max_chars)
 
 
 def _sample_json(constraint: JsonSchema, rng: random.Random, max_chars: int) -> str:
