@@ -1,9 +1,13 @@
 """`InferenceProvider`: the one seam between the harness and a backend.
 
 A provider implements `_complete` (and optionally `_stream`), `adapters` and `health`. The
-public `complete` and `stream` wrap them with the rules every provider keeps, so no backend can
-forget one: an unsupported or malformed constraint fails before any network call, and an output
-that breaks its constraint is raised as `ConstraintViolation`, never returned.
+public `complete`, `stream` and `prepare` wrap them with the rules every provider keeps, so no
+backend can forget one: an unsupported or malformed constraint fails before any network call,
+and an output that breaks its constraint is raised as `ConstraintViolation`, never returned.
+They are `@final`: mypy refuses a subclass that overrides them. What a provider may change are
+the hooks they call: `validate_constraint` (its dialect), `_warm`, `_complete`/`_stream` (the
+send), and, for a provider that only calls other providers which keep the rules themselves
+(`FallbackProvider`), `_refuse`, `_admit`, `_accept` and `_stream_type`.
 
 A backend validates in its own dialect (`validate_constraint`: what XGrammar compiles, what
 OpenAI's strict mode expresses, what the mock can sample); the check after the answer is
@@ -19,7 +23,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Hashable
 from types import TracebackType
-from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Self, final
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -95,6 +99,10 @@ class InferenceProvider(ABC):
 
     name: ClassVar[str]
     capabilities: Capabilities
+    _stream_type: ClassVar[type[CompletionStream]]
+    """What `stream` returns (`CompletionStream`, which keeps the rules around `_stream`)."""
+    _backstop_grace_s: ClassVar[float] = _BACKSTOP_GRACE_S
+    """How long after the call's deadline `complete` ends a call that ignored it."""
     compile_timeout_s: float = constraints.COMPILE_TIMEOUT_S
     """Bound on validating one constraint (an XGrammar compile) and on checking one output."""
     deadline_s: float | None = None
@@ -108,9 +116,14 @@ class InferenceProvider(ABC):
 
     # -- the rules every provider keeps ---------------------------------------------------
 
+    @final
     def prepare(self, request: CompletionRequest) -> None:
         """Refuse, before any network call, what this provider cannot do for `request`. (The
         async paths run the validation in a worker thread: this is the blocking form.)"""
+        self._refuse(request)
+
+    def _refuse(self, request: CompletionRequest) -> None:
+        """`prepare`'s work: the capabilities, then the constraint in this backend's dialect."""
         self._refuse_unsupported(request)
         if request.constraint is not None:
             self.validate_constraint(request.constraint)
@@ -146,7 +159,8 @@ class InferenceProvider(ABC):
         """What `validate_constraint`'s answer depends on besides the constraint."""
         return type(self)
 
-    async def _aprepare(self, request: CompletionRequest) -> None:
+    async def _admit(self, request: CompletionRequest) -> None:
+        """Before the call: `prepare`'s refusals, the validation in a worker thread."""
         self._refuse_unsupported(request)
         constraint = request.constraint
         if constraint is not None:
@@ -156,6 +170,19 @@ class InferenceProvider(ABC):
                 timeout_s=self.compile_timeout_s,
                 kind=constraint.kind,
             )
+
+    async def _accept(self, request: CompletionRequest, completion: Completion) -> Completion:
+        """After the call: the completion to return if its output satisfies the request's
+        constraint (`text` canonical, `parsed` set); `ConstraintViolation` carrying the tokens
+        spent otherwise."""
+        if request.constraint is None:
+            return completion
+        try:
+            checked = await self._acheck(request.constraint, completion)
+        except ConstraintViolation as violation:
+            violation.usage = completion.usage  # the tokens were spent all the same
+            raise
+        return completion.model_copy(update={"text": checked.text, "parsed": checked.parsed})
 
     async def _acheck(self, constraint: Constraint, completion: Completion) -> constraints.Checked:
         """Check an output, in a worker thread when it is long (bounded: past the time the
@@ -171,6 +198,7 @@ class InferenceProvider(ABC):
         """What to do instead when `kind` is unsupported; shown in `UnsupportedConstraint`."""
         return "route it to a provider that can (the modal/vLLM provider enforces every kind)"
 
+    @final
     async def complete(self, request: CompletionRequest) -> Completion:
         """One checked completion. `parsed` holds the JSON value for `JsonSchema` requests;
         `text` is the output, or canonical JSON where raw control characters in its strings
@@ -186,7 +214,7 @@ class InferenceProvider(ABC):
                 raise ProviderTimeout("the call's deadline had passed", provider=self.name)
             # The stages stop at the deadline with their own typed errors; this only catches
             # what ignores it, a moment later, so that it never pre-empts theirs.
-            backstop = asyncio.timeout(None if left is None else left + _BACKSTOP_GRACE_S)
+            backstop = asyncio.timeout(None if left is None else left + self._backstop_grace_s)
             try:
                 async with backstop:
                     return await self._checked_complete(request)
@@ -199,17 +227,10 @@ class InferenceProvider(ABC):
                 raise
 
     async def _checked_complete(self, request: CompletionRequest) -> Completion:
-        await self._aprepare(request)
-        completion = await self._complete(request)
-        if request.constraint is None:
-            return completion
-        try:
-            checked = await self._acheck(request.constraint, completion)
-        except ConstraintViolation as violation:
-            violation.usage = completion.usage  # the tokens were spent all the same
-            raise
-        return completion.model_copy(update={"text": checked.text, "parsed": checked.parsed})
+        await self._admit(request)
+        return await self._accept(request, await self._complete(request))
 
+    @final
     def stream(self, request: CompletionRequest) -> CompletionStream:
         """Text chunks as they are generated; afterwards `.completion` holds the whole result.
 
@@ -218,7 +239,7 @@ class InferenceProvider(ABC):
         Where the chunks were JSON with raw control characters in strings, `.completion.text`
         is the repaired, canonical JSON, and differs from the chunks joined.
         """
-        return CompletionStream(self, request)
+        return self._stream_type(self, request)
 
     # -- what a backend implements ----------------------------------------------------------
 
@@ -277,7 +298,7 @@ class CompletionStream(AsyncIterator[str]):
 
     async def _run(self) -> AsyncGenerator[str, None]:
         provider, request = self.provider, self.request
-        await provider._aprepare(request)
+        await provider._admit(request)
         started = time.perf_counter()
         parts: list[str] = []
         final: Completion | None = None
@@ -290,11 +311,8 @@ class CompletionStream(AsyncIterator[str]):
         text = "".join(parts)
         if final is None:
             final = Completion(text=text, provider=provider.name, model="")
-        final = final.model_copy(update={"text": text})
-        parsed = None
-        if request.constraint is not None:
-            checked = await provider._acheck(request.constraint, final)
-            text, parsed = checked.text, checked.parsed
-        self.completion = final.model_copy(
-            update={"text": text, "parsed": parsed, "latency_s": time.perf_counter() - started}
-        )
+        checked = await provider._accept(request, final.model_copy(update={"text": text}))
+        self.completion = checked.model_copy(update={"latency_s": time.perf_counter() - started})
+
+
+InferenceProvider._stream_type = CompletionStream

@@ -23,11 +23,8 @@ record in `error.hops`. `on_hop` sees each hop as it happens, for events and met
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Self
 
 from hi_moe import deadline
@@ -36,13 +33,13 @@ from hi_moe.errors import (
     HiMoeError,
     InvalidConstraint,
     ProviderError,
-    ProviderUnavailable,
-    ProviderUnreachable,
     UnknownAdapter,
     UnsupportedConstraint,
 )
 from hi_moe.providers.base import Capabilities, CompletionStream, Health, InferenceProvider
-from hi_moe.types import Completion, CompletionRequest, ConstraintKind, Hop, Usage
+from hi_moe.providers.cooldown import Breaker, Cooldown
+from hi_moe.providers.hops import HopSink, Member, Trail
+from hi_moe.types import Completion, CompletionRequest, ConstraintKind
 
 __all__ = [
     "Cooldown",
@@ -51,13 +48,11 @@ __all__ = [
     "on_unavailable_or_rejected",
 ]
 
-log = logging.getLogger(__name__)
 
 FallbackOn = Callable[[HiMoeError], bool]
 RequestFor = Callable[[str, InferenceProvider], CompletionRequest | None]
 """Builds the request for one member (its label, the provider), or None to pass it over: how
 a harness adapts a request to what each member can do (JSON where grammars are not enforced)."""
-HopSink = Callable[[Hop], None]
 
 # Errors that say "this member cannot take this request", not "this member is failing": the
 # next member is asked, and the member's health is not touched.
@@ -75,85 +70,55 @@ def on_unavailable_or_rejected(error: HiMoeError) -> bool:
     return on_unavailable(error) or isinstance(error, ConstraintViolation)
 
 
-@dataclass(frozen=True)
-class Cooldown:
-    """When to stop asking a failing member for a while."""
+class _FallbackStream(CompletionStream):
+    """The first member's stream that starts; a member that fails before its first chunk is
+    passed over as in `complete`, one that fails later ends the stream with its error."""
 
-    failures: int = 3
-    """Failures within `window_s` that open the breaker."""
-    window_s: float = 60.0
-    cooldown_s: float = 30.0
-    """How long an open breaker skips the member before one probe call is let through."""
-    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
+    provider: FallbackProvider
 
-
-class _Breaker:
-    """One member's health: closed (asked), open (skipped), half-open (one probe asked)."""
-
-    def __init__(self, policy: Cooldown) -> None:
-        self.policy = policy
-        self.failures: deque[float] = deque()
-        self.open_until: float | None = None
-        self.probing = False
-        self.why = ""
-        """The failure that opened the breaker, said when the member is skipped."""
-
-    def wait_s(self) -> float:
-        """Seconds until this member may be asked; 0 when it may be asked now."""
-        if self.open_until is None:
-            return 0.0
-        left = self.open_until - self.policy.clock()
-        if left > 0:
-            return left
-        return self.policy.cooldown_s if self.probing else 0.0  # one probe at a time
-
-    def begin(self) -> bool:
-        """Take the member for a call; True when the call is the half-open probe."""
-        if self.open_until is not None:
-            self.probing = True
-            return True
-        return False
-
-    def failed(self, probe: bool, error: HiMoeError | None = None) -> None:
-        now = self.policy.clock()
-        if probe:
-            self.probing = False
-        self.failures.append(now)
-        while self.failures and now - self.failures[0] > self.policy.window_s:
-            self.failures.popleft()
-        if (
-            probe
-            or isinstance(error, ProviderUnreachable)
-            or (len(self.failures) >= self.policy.failures)
-        ):
-            self.failures.clear()
-            self.open_until = now + self.policy.cooldown_s
-            self.why = error.message if error is not None else ""
-
-    def succeeded(self, probe: bool) -> None:
-        # Successes in between do not forgive failures: `failures` within `window_s` open the
-        # breaker however many calls succeeded around them. A probe that succeeds closes it.
-        if probe or self.open_until is not None:
-            self.failures.clear()
-            self.open_until = None
-            self.probing = False
-
-    def settle(self, verdict: HiMoeError | bool | None, probe: bool) -> None:
-        """Record a call's outcome: True healthy, a `ProviderError` failing, None no verdict on
-        health (cancelled, or the request's own fault)."""
-        if verdict is True:
-            self.succeeded(probe)
-        elif isinstance(verdict, HiMoeError):
-            self.failed(probe, verdict)
-        elif probe:
-            self.probing = False
-
-
-@dataclass
-class _Member:
-    label: str
-    provider: InferenceProvider
-    breaker: _Breaker
+    async def _run(self) -> AsyncGenerator[str, None]:
+        fallback, request = self.provider, self.request
+        trail = Trail(fallback.on_hop)
+        for member in fallback._members:
+            if not trail.admits(member, fallback._lacks(member, request)):
+                continue
+            stream = member.provider.stream(request)
+            probe = member.breaker.begin()
+            started = time.perf_counter()
+            verdict: HiMoeError | bool | None = None
+            try:
+                try:
+                    first: str | None = await stream.__anext__()
+                except StopAsyncIteration:
+                    first = None
+                except _CANNOT_TAKE as error:
+                    trail.cannot_take(member.label, error, started)
+                    continue
+                except HiMoeError as error:
+                    verdict = error if isinstance(error, ProviderError) else None
+                    if not fallback.fallback_on(error):
+                        error.hops = trail.hops()
+                        raise
+                    trail.failed(member.label, error, started)
+                    continue
+                # Past the first chunk there is no going back: the consumer has text.
+                if first is not None:
+                    yield first
+                async for chunk in stream:
+                    yield chunk
+                verdict = True
+            except ProviderError as error:
+                verdict = error
+                raise
+            finally:
+                await stream.aclose()
+                member.breaker.settle(verdict, probe)
+            assert stream.completion is not None
+            self.completion = stream.completion.model_copy(
+                update={"provider": member.label, "hops": trail.hops()}
+            )
+            return
+        raise trail.give_up(fallback.name)
 
 
 class FallbackProvider(InferenceProvider):
@@ -181,7 +146,7 @@ class FallbackProvider(InferenceProvider):
         if len(names) != len(providers) or len(set(names)) != len(names):
             raise ValueError("one distinct label per provider")
         policy = cooldown or Cooldown()
-        members = [_Member(n, p, _Breaker(policy)) for n, p in zip(names, providers, strict=True)]
+        members = [Member(n, p, Breaker(policy)) for n, p in zip(names, providers, strict=True)]
         self._setup(members, fallback_on=fallback_on, on_hop=on_hop)
 
     @classmethod
@@ -207,7 +172,7 @@ class FallbackProvider(InferenceProvider):
         )
 
     def _setup(
-        self, members: list[_Member], *, fallback_on: FallbackOn, on_hop: HopSink | None
+        self, members: list[Member], *, fallback_on: FallbackOn, on_hop: HopSink | None
     ) -> None:
         self._members = members
         self.fallback_on = fallback_on
@@ -253,7 +218,7 @@ class FallbackProvider(InferenceProvider):
 
     # -- which members, in which order ---------------------------------------------------------
 
-    def _lacks(self, member: _Member, request: CompletionRequest) -> HiMoeError | None:
+    def _lacks(self, member: Member, request: CompletionRequest) -> HiMoeError | None:
         """Why `member` cannot take `request` by its capabilities alone (no call needed)."""
         caps = member.provider.capabilities
         constraint = request.constraint
@@ -265,8 +230,9 @@ class FallbackProvider(InferenceProvider):
             return UnknownAdapter(request.adapter, [], provider=member.label)
         return None
 
-    def prepare(self, request: CompletionRequest) -> None:
-        """Refuse only what no member can take; the first member's reason is raised."""
+    def _refuse(self, request: CompletionRequest) -> None:
+        """`prepare` refuses only what no member can take; the first member's reason is
+        raised."""
         first: HiMoeError | None = None
         for member in self._members:
             try:
@@ -283,16 +249,29 @@ class FallbackProvider(InferenceProvider):
 
     # -- calls ---------------------------------------------------------------------------------
 
-    async def complete(self, request: CompletionRequest) -> Completion:
+    # `complete` and `stream` keep the deadline; the rules about constraints and adapters are
+    # the members': each one admits, validates and checks for itself, in its own dialect, and
+    # one that cannot take the request is passed over. So nothing more is done here.
+    _stream_type = _FallbackStream
+    # Past the deadline the members' own backstops fire first, so their typed errors (and the
+    # hops) come out rather than this chain's.
+    _backstop_grace_s = 2 * InferenceProvider._backstop_grace_s
+
+    async def _admit(self, request: CompletionRequest) -> None:
+        pass
+
+    async def _accept(self, request: CompletionRequest, completion: Completion) -> Completion:
+        return completion  # checked by the member that answered
+
+    async def _complete(self, request: CompletionRequest) -> Completion:
         """The first member's checked answer that came (see the module docstring)."""
-        with deadline.scope(request.deadline_s):
-            return await self.complete_each(lambda label, provider: request)
+        return await self.complete_each(lambda label, provider: request)
 
     async def complete_each(
         self, request_for: RequestFor, *, on_hop: HopSink | None = None
     ) -> Completion:
         """Like `complete`, with a request built per member by `request_for`."""
-        trail = _Trail(on_hop or self.on_hop)
+        trail = Trail(on_hop or self.on_hop)
         for member in self._members:
             if trail.failed_with is not None and deadline.seconds_left() <= 0:
                 break  # no time left to ask anyone else: the last failure stands
@@ -326,14 +305,6 @@ class FallbackProvider(InferenceProvider):
             finally:
                 member.breaker.settle(verdict, probe)
         raise trail.give_up(self.name)
-
-    def stream(self, request: CompletionRequest) -> CompletionStream:
-        """The first member's stream that starts; a member that fails before its first chunk is
-        passed over as in `complete`, one that fails later ends the stream with its error."""
-        return _FallbackStream(self, request)
-
-    async def _complete(self, request: CompletionRequest) -> Completion:  # pragma: no cover
-        raise AssertionError("FallbackProvider.complete delegates to its members")
 
     # -- the rest of the interface -----------------------------------------------------------
 
@@ -374,129 +345,6 @@ class FallbackProvider(InferenceProvider):
     async def aclose(self) -> None:
         for member in self._members:
             await member.provider.aclose()
-
-
-class _Trail:
-    """The hops of one call, reported to a sink as they happen."""
-
-    def __init__(self, sink: HopSink | None) -> None:
-        self._hops: list[Hop] = []
-        self._sink = sink
-        self.refused: HiMoeError | None = None
-        """The first "cannot take this request": raised when nothing else happened."""
-        self.failed_with: HiMoeError | None = None
-        """The last real failure."""
-        self.cooling: list[tuple[str, float]] = []
-
-    def admits(self, member: _Member, lack: HiMoeError | None) -> bool:
-        """Whether `member` may be asked: it can take the request and is not cooling down."""
-        if lack is not None:
-            self.skip(member.label, lack.message)
-            self.refused = self.refused or lack
-            return False
-        if (wait := member.breaker.wait_s()) > 0:
-            self.cooling.append((member.label, wait))
-            why = f" after: {member.breaker.why}" if member.breaker.why else ""
-            self.skip(member.label, f"cooling down for {wait:.1f} s{why}")
-            return False
-        return True
-
-    def cannot_take(self, label: str, error: HiMoeError, started: float) -> None:
-        self.refused = self.refused or error
-        self._record(label, error, started)
-
-    def hops(self) -> tuple[Hop, ...]:
-        return tuple(self._hops)
-
-    def skip(self, label: str, why: str) -> None:
-        self._add(Hop(provider=label, error="skipped", message=why))
-
-    def failed(self, label: str, error: HiMoeError, started: float) -> None:
-        self.failed_with = error
-        log.warning("%s failed (%s); trying the next provider", label, error)
-        self._record(label, error, started)
-
-    def _record(self, label: str, error: HiMoeError, started: float) -> None:
-        usage = error.usage if isinstance(error, ConstraintViolation) else None
-        self._add(
-            Hop(
-                provider=label,
-                error=type(error).__name__,
-                message=str(error),
-                usage=usage or Usage(),
-                latency_s=time.perf_counter() - started,
-            )
-        )
-
-    def _add(self, hop: Hop) -> None:
-        self._hops.append(hop)
-        if self._sink is not None:
-            try:
-                self._sink(hop)
-            except Exception:  # a broken event sink must not break the call
-                log.exception("hop sink %r failed", self._sink)
-
-    def give_up(self, name: str) -> HiMoeError:
-        """The error a call ends with when no member answered, carrying the hops."""
-        error, cooling = self.failed_with or self.refused, self.cooling
-        if error is None:
-            waits = ", ".join(f"{label} for {wait:.0f} s" for label, wait in cooling)
-            error = ProviderUnavailable(
-                "every provider that could take the request is cooling down after repeated "
-                f"failures ({waits or 'no provider could take it'})",
-                provider=name,
-                retry_after=min((wait for _, wait in cooling), default=None),
-            )
-        error.hops = self.hops()
-        return error
-
-
-class _FallbackStream(CompletionStream):
-    provider: FallbackProvider
-
-    async def _run(self) -> AsyncGenerator[str, None]:
-        fallback, request = self.provider, self.request
-        trail = _Trail(fallback.on_hop)
-        for member in fallback._members:
-            if not trail.admits(member, fallback._lacks(member, request)):
-                continue
-            stream = member.provider.stream(request)
-            probe = member.breaker.begin()
-            started = time.perf_counter()
-            verdict: HiMoeError | bool | None = None
-            try:
-                try:
-                    first: str | None = await stream.__anext__()
-                except StopAsyncIteration:
-                    first = None
-                except _CANNOT_TAKE as error:
-                    trail.cannot_take(member.label, error, started)
-                    continue
-                except HiMoeError as error:
-                    verdict = error if isinstance(error, ProviderError) else None
-                    if not fallback.fallback_on(error):
-                        error.hops = trail.hops()
-                        raise
-                    trail.failed(member.label, error, started)
-                    continue
-                # Past the first chunk there is no going back: the consumer has text.
-                if first is not None:
-                    yield first
-                async for chunk in stream:
-                    yield chunk
-                verdict = True
-            except ProviderError as error:
-                verdict = error
-                raise
-            finally:
-                await stream.aclose()
-                member.breaker.settle(verdict, probe)
-            assert stream.completion is not None
-            self.completion = stream.completion.model_copy(
-                update={"provider": member.label, "hops": trail.hops()}
-            )
-            return
-        raise trail.give_up(fallback.name)
 
 
 def _unique(names: list[str]) -> list[str]:
