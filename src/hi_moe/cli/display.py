@@ -110,7 +110,9 @@ class RunDisplay:
         elif event.kind not in ("request",):
             where = f" {event.step_id}" if event.step_id else ""
             detail = f": {event.detail}" if event.detail else ""
-            self.console.print(f"[dim]{escape(event.kind + where + detail)}[/dim]", highlight=False)
+            self.console.print(
+                f"[dim]{escape(event.kind + where + detail)}[/dim]", highlight=False, soft_wrap=True
+            )
 
     def _started(self, event: Event) -> None:
         resuming = event.detail.startswith("resuming")
