@@ -518,9 +518,9 @@ async def test_a_cold_server_is_waited_for_on_health_before_the_first_request(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from hi_moe.providers import modal_vllm
+    from hi_moe.providers import readiness
 
-    monkeypatch.setattr(modal_vllm, "_POLL_INTERVAL_S", (0.01, 0.02))
+    monkeypatch.setattr(readiness, "_POLL_INTERVAL_S", (0.01, 0.02))
     server.routes["health"].side_effect = [
         httpx.ConnectError("refused"),
         httpx.Response(503),
@@ -542,9 +542,9 @@ async def test_a_cold_server_is_waited_for_on_health_before_the_first_request(
 async def test_a_server_that_never_starts_fails_at_the_startup_deadline(
     server: respx.MockRouter, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hi_moe.providers import modal_vllm
+    from hi_moe.providers import readiness
 
-    monkeypatch.setattr(modal_vllm, "_POLL_INTERVAL_S", (0.05, 0.1))
+    monkeypatch.setattr(readiness, "_POLL_INTERVAL_S", (0.05, 0.1))
     server.routes["health"].respond(503)
     chat = server.post("/v1/chat/completions").respond(json=chat_body())
     provider = make(client, startup_timeout_s=0.5)

@@ -13,10 +13,7 @@ its own startup deadline (`startup_timeout_s`), separate from the per-request ti
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import math
-import socket
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Self
@@ -24,14 +21,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import SecretStr
 
-from hi_moe import constraints, deadline
+from hi_moe import constraints
 from hi_moe.errors import (
     AuthenticationError,
     BadResponse,
     ConfigError,
     HiMoeError,
     ProviderError,
-    ProviderNotReady,
     ProviderTimeout,
     ProviderUnavailable,
     ProviderUnreachable,
@@ -40,6 +36,7 @@ from hi_moe.errors import (
 )
 from hi_moe.providers.base import ALL_CONSTRAINT_KINDS, Capabilities, Health, checkable_kinds
 from hi_moe.providers.openai_compat import OpenAICompatibleProvider, error_param
+from hi_moe.providers.readiness import Readiness, is_loopback, retrieve, unreachable
 from hi_moe.providers.retry import RetryPolicy
 from hi_moe.types import (
     Choice,
@@ -61,21 +58,10 @@ log = logging.getLogger(__name__)
 
 Secret = str | SecretStr | None
 _HEALTH_PROBE_TIMEOUT_S = 10.0
-_POLL_INTERVAL_S = (0.5, 5.0)  # first and longest pause between readiness probes
-_PROGRESS_EVERY_S = 30.0
 
 
 def _reveal(secret: Secret) -> str | None:
     return secret.get_secret_value() if isinstance(secret, SecretStr) else secret
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def normalise_endpoint(endpoint: str, *, allow_insecure_http: bool = False) -> str:
@@ -85,7 +71,7 @@ def normalise_endpoint(endpoint: str, *, allow_insecure_http: bool = False) -> s
         raise ConfigError(
             f"endpoint must be an http(s) URL, got {endpoint!r}", setting="HI_MOE_MODAL__ENDPOINT"
         )
-    if url.scheme == "http" and not allow_insecure_http and not _is_loopback(url.hostname):
+    if url.scheme == "http" and not allow_insecure_http and not is_loopback(url.hostname):
         raise ConfigError(
             f"refusing plain http:// to {url.hostname}: keys would cross the network in clear; "
             "use https:// or set allow_insecure_http (HI_MOE_MODAL__ALLOW_INSECURE_HTTP)",
@@ -94,12 +80,6 @@ def normalise_endpoint(endpoint: str, *, allow_insecure_http: bool = False) -> s
     path = url.path.rstrip("/")
     path = path.removesuffix("/v1")
     return urlunsplit((url.scheme, url.netloc, path, "", ""))
-
-
-def _retrieve(task: asyncio.Task[Any]) -> None:
-    """Mark a readiness task's error as seen: its waiters may all have given up on it."""
-    if not task.cancelled():
-        task.exception()
 
 
 def _served_models(body: object, provider: str) -> dict[str, str | None]:
@@ -199,8 +179,7 @@ class VLLMProvider(OpenAICompatibleProvider):
         self.base_model = base_model
         self.startup_timeout_s = startup_timeout_s
         self.adapters_ttl_s = adapters_ttl_s
-        self._ready = False
-        self._readiness: asyncio.Task[None] | None = None
+        self._readiness = Readiness(self)
         self._models_task: asyncio.Task[dict[str, str | None]] | None = None
         # A call may first wait out a cold start, then retry: its worst case is both.
         self.deadline_s = startup_timeout_s + self.retry.deadline_s
@@ -246,7 +225,7 @@ class VLLMProvider(OpenAICompatibleProvider):
     # -- readiness (cold starts) --------------------------------------------------------------
 
     async def _before_request(self, timeout_s: float | None = None) -> None:
-        if not self._ready:
+        if not self._readiness.ready:
             await self.wait_until_ready(timeout_s)
 
     def _after_failure(self, error: HiMoeError) -> None:
@@ -255,7 +234,7 @@ class VLLMProvider(OpenAICompatibleProvider):
         if isinstance(error, ProviderTimeout) or (
             isinstance(error, ProviderUnavailable) and error.status_code in (None, 502, 503, 504)
         ):
-            self._ready = False
+            self._readiness.ready = False
 
     async def wait_until_ready(self, timeout_s: float | None = None) -> None:
         """Wait for /health to answer 200. Called before requests; call it yourself to warm a
@@ -267,67 +246,7 @@ class VLLMProvider(OpenAICompatibleProvider):
         for the others. Nothing listening on a loopback port, or a host that does not
         resolve, fails at once with `ProviderUnavailable`.
         """
-        if self._ready:
-            return
-        loop = asyncio.get_running_loop()
-        task = self._readiness
-        if task is None or task.done() or task.get_loop() is not loop:
-            task = self._readiness = loop.create_task(self._become_ready())
-            task.add_done_callback(_retrieve)
-        limit = deadline.seconds_left()
-        if timeout_s is not None:
-            limit = min(limit, timeout_s)
-        started = time.monotonic()
-        waiting = asyncio.timeout(None if math.isinf(limit) else limit)
-        try:
-            async with waiting:
-                await asyncio.shield(task)
-        except TimeoutError:
-            if not waiting.expired():
-                raise
-            raise ProviderNotReady(
-                f"{self.endpoint} is still starting; stopped waiting after "
-                f"{time.monotonic() - started:.1f} s (the call's deadline)",
-                provider=self.name,
-            ) from None
-
-    async def _become_ready(self) -> None:
-        """The shared readiness task: poll /health until it answers 200 or the startup
-        deadline passes."""
-        budget = self.startup_timeout_s
-        started = time.monotonic()
-        until = started + budget
-        pause, last_report = _POLL_INTERVAL_S[0], None
-        while True:
-            left = until - time.monotonic()
-            health = await self._probe(timeout_s=max(min(60.0, left), 0.1), fail_fast=True)
-            now = time.monotonic()
-            if health.ok:
-                self._ready = True
-                if last_report is not None:
-                    log.warning("%s is ready after %.0f s", self.endpoint, now - started)
-                return
-            if last_report is None:
-                log.warning(
-                    "waiting up to %.0f s for %s to start (%s): a scaled-to-zero Modal app "
-                    "starts a container and loads its model first",
-                    budget, self.endpoint, health.detail,
-                )  # fmt: skip
-                last_report = now
-            elif now - last_report >= _PROGRESS_EVERY_S:
-                log.warning(
-                    "still waiting for %s after %.0f s of %.0f s",
-                    self.endpoint, now - started, budget,
-                )  # fmt: skip
-                last_report = now
-            if now + pause >= until:
-                raise ProviderNotReady(
-                    f"{self.endpoint} was not ready within the startup deadline of "
-                    f"{budget:.0f} s (last: {health.status}, {health.detail})",
-                    provider=self.name,
-                )
-            await asyncio.sleep(pause)
-            pause = min(pause * 1.5, _POLL_INTERVAL_S[1])
+        await self._readiness.wait(timeout_s)
 
     async def _probe(self, *, timeout_s: float, fail_fast: bool = False) -> Health:
         """One GET /health. With `fail_fast`, an endpoint that cannot be starting (nothing
@@ -340,7 +259,7 @@ class VLLMProvider(OpenAICompatibleProvider):
         except ProviderTimeout:
             return Health(provider=self.name, status="starting", detail="no answer yet")
         except ProviderError as error:
-            if (why := self._unreachable(error)) is not None:
+            if (why := unreachable(error, self.endpoint)) is not None:
                 if fail_fast:
                     raise ProviderUnreachable(
                         f"{self.endpoint}: {why}", provider=self.name
@@ -349,18 +268,6 @@ class VLLMProvider(OpenAICompatibleProvider):
             status = "starting" if error.status_code in (502, 503, 504) else "down"
             return Health(provider=self.name, status=status, detail=error.message)
         return Health(provider=self.name, status="ok", latency_s=time.perf_counter() - started)
-
-    def _unreachable(self, error: ProviderError) -> str | None:
-        """Why the endpoint cannot be a server that is starting, or None when it may be."""
-        host = urlsplit(self.endpoint).hostname or ""
-        cause: BaseException | None = error
-        while cause is not None:
-            if isinstance(cause, socket.gaierror):
-                return f"cannot resolve {host} ({cause.strerror or cause})"
-            if isinstance(cause, ConnectionRefusedError) and _is_loopback(host):
-                return "nothing listens there (connection refused): is the server running?"
-            cause = cause.__cause__ or cause.__context__
-        return None
 
     async def health(self) -> Health:
         try:
@@ -389,7 +296,7 @@ class VLLMProvider(OpenAICompatibleProvider):
                 task = self._models_task = loop.create_task(
                     self._fetch_models(min(left, self.request_timeout_s))
                 )
-                task.add_done_callback(_retrieve)
+                task.add_done_callback(retrieve)
             waiting = asyncio.timeout(left)
             try:
                 async with waiting:

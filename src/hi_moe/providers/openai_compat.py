@@ -2,10 +2,11 @@
 
 A request goes: `_body` builds the chat-completions body → `RetryPolicy.call` runs the attempts
 (each one: `_before_request` waits for readiness, the model name is looked up, the body is
-posted) → the openai SDK (its own retries off) posts it → `translate_error` turns SDK errors
-and server error bodies into the error tree → `_read_completion` turns the response body into
-a `Completion`, which `InferenceProvider.complete` then checks against the constraint. The whole
-call runs under one deadline (`hi_moe.deadline`); no stage has a retry loop of its own.
+posted) → the openai SDK (its own retries off) posts it → `sdk_errors.translate_error` turns
+SDK errors and server error bodies into the error tree → `_read_completion` turns the response
+body into a `Completion` (read field by field in `chat_body`), which `InferenceProvider.complete`
+then checks against the constraint. The whole call runs under one deadline (`hi_moe.deadline`);
+no stage has a retry loop of its own.
 
 Errors are mapped where they happen: transport failures and server statuses where the request
 is sent, a body of the wrong shape where it is read (`BadResponse`). An exception from our own
@@ -24,178 +25,29 @@ expressed on the wire, and what a 404 on the model means.
 
 from __future__ import annotations
 
-import email.utils
-import functools
 import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar, get_args
+from typing import Any, TypeVar
 
-from hi_moe.errors import (
-    AuthenticationError,
-    BadResponse,
-    ConfigError,
-    HiMoeError,
-    InvalidConstraint,
-    ProviderTimeout,
-    ProviderUnavailable,
-    RateLimited,
-    RequestRejected,
-)
+from hi_moe.errors import BadResponse, ConfigError, HiMoeError
 from hi_moe.providers.base import InferenceProvider
+from hi_moe.providers.chat_body import chat_fields, chunk_fields
 from hi_moe.providers.retry import RetryPolicy
+from hi_moe.providers.sdk_errors import (
+    UNDECODABLE,
+    error_param,
+    stream_faults,
+    translatable,
+    translate_error,
+)
 from hi_moe.types import Completion, CompletionRequest, Constraint, FinishReason, Usage, exact_key
 
-if TYPE_CHECKING:
-    import openai
-
-__all__ = ["OpenAICompatibleProvider", "translate_error"]
+__all__ = ["OpenAICompatibleProvider", "error_param", "translate_error"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-_FINISH_REASONS = frozenset(get_args(FinishReason))
-# vLLM's words for a constraint it could not parse (facts.md): "Invalid grammar
-# specification." and "Failed to transform <kind> into a grammar: ...".
-_CONSTRAINT_MESSAGES = ("invalid grammar specification", "into a grammar", "invalid json schema")
-# What a body that is not JSON raises while it is decoded (inside the SDK for streams).
-_UNDECODABLE = (ValueError,)
-
-
-def server_message(error: openai.APIStatusError) -> str:
-    """The server's own words: vLLM and OpenAI put them in {"error": {"message": ...}}, and
-    FastAPI's own errors (an unknown route, say) in {"detail": ...}."""
-    body = error.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
-            return str(inner["message"])
-        if isinstance(inner, str):
-            return inner
-        if isinstance(body.get("detail"), str):
-            return str(body["detail"])
-    if isinstance(body, str) and body:
-        return body
-    return f"HTTP {error.status_code}"
-
-
-def error_param(error: openai.APIStatusError) -> str | None:
-    body = error.body
-    inner = body.get("error", body) if isinstance(body, dict) else None
-    param = inner.get("param") if isinstance(inner, dict) else None
-    return param if isinstance(param, str) else None
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from `retry-after-ms`, or `retry-after` (seconds or an HTTP date)."""
-    if (value := headers.get("retry-after-ms")) is not None:
-        try:
-            return max(float(value) / 1000, 0.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        try:
-            moment = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        return max(moment.timestamp() - time.time(), 0.0)
-
-
-def translate_error(
-    error: Exception, *, provider: str, constraint: Constraint | None = None
-) -> HiMoeError:
-    """Map an exception from `translatable()` onto the error tree."""
-    import openai
-
-    if isinstance(error, openai.APITimeoutError):
-        return ProviderTimeout("no answer within the request timeout", provider=provider)
-    if isinstance(error, openai.APIConnectionError):
-        cause = error.__cause__ or error.__context__
-        detail = f": {type(cause).__name__}: {cause}" if cause is not None else ""
-        return ProviderUnavailable(f"cannot reach the server{detail}", provider=provider)
-    if isinstance(error, openai.APIStatusError):
-        status = error.status_code
-        message = server_message(error)
-        details: dict[str, Any] = {
-            "provider": provider,
-            "status_code": status,
-            "request_id": error.request_id,
-            "retry_after": retry_after(error.response.headers),
-        }
-        if status in (401, 403):
-            return AuthenticationError(f"not authorised: {message}", **details)
-        if status == 408:
-            return ProviderTimeout(message, **details)
-        if status == 429:
-            return RateLimited(message, **details)
-        if status >= 500:
-            return ProviderUnavailable(message, **details)
-        lowered = message.lower()
-        if constraint is not None and any(words in lowered for words in _CONSTRAINT_MESSAGES):
-            return InvalidConstraint(constraint.kind, f"rejected by the server: {message}")
-        return RequestRejected(message, **details)
-    if isinstance(error, _timeouts()):
-        return ProviderTimeout(f"no answer in time: {type(error).__name__}", provider=provider)
-    if isinstance(error, _transport_errors()):
-        return ProviderUnavailable(
-            f"connection failed: {type(error).__name__}: {error}", provider=provider
-        )
-    if isinstance(error, _UNDECODABLE):
-        return BadResponse(
-            f"malformed response: {type(error).__name__}: {error}", provider=provider
-        )
-    raise TypeError(f"not a transport or body error: {error!r}") from error
-
-
-@functools.cache
-def _transport_errors() -> tuple[type[Exception], ...]:
-    """httpx's and httpx2's transport errors: the SDK wraps them while sending, not while
-    a stream is read."""
-    import httpx
-
-    errors: list[type[Exception]] = [httpx.TransportError]
-    try:
-        import httpx2
-    except ImportError:
-        pass
-    else:
-        errors.append(httpx2.TransportError)
-    return tuple(errors)
-
-
-@functools.cache
-def _timeouts() -> tuple[type[Exception], ...]:
-    import httpx
-
-    errors: list[type[Exception]] = [httpx.TimeoutException]
-    try:
-        import httpx2
-    except ImportError:
-        pass
-    else:
-        errors.append(httpx2.TimeoutException)
-    return tuple(errors)
-
-
-@functools.cache
-def translatable() -> tuple[type[Exception], ...]:
-    """What sending can raise that is not our bug: the SDK's errors and transport errors."""
-    import openai
-
-    return (openai.APIError, *_transport_errors())
-
-
-@functools.cache
-def _stream_faults() -> tuple[type[Exception], ...]:
-    """What reading a stream can raise besides: a chunk that is not JSON."""
-    return (*translatable(), *_UNDECODABLE)
 
 
 class OpenAICompatibleProvider(InferenceProvider):
@@ -379,11 +231,11 @@ class OpenAICompatibleProvider(InferenceProvider):
         not JSON or not of the documented shape."""
         try:
             data = response.json()
-        except _UNDECODABLE as error:
+        except UNDECODABLE as error:
             raise BadResponse(
                 f"malformed response: {type(error).__name__}: {error}", provider=self.name
             ) from None
-        text, finish, usage, model, body_id = _chat_fields(data, self.name)
+        text, finish, usage, model, body_id = chat_fields(data, self.name)
         header_id = response.headers.get("x-request-id")
         return Completion(
             text=self._postprocess(request, text),
@@ -410,14 +262,14 @@ class OpenAICompatibleProvider(InferenceProvider):
         model, request_id = "", None
         try:
             async for chunk in stream:
-                fields = _chunk_fields(chunk, self.name)
+                fields = chunk_fields(chunk, self.name)
                 model = fields.model or model
                 request_id = request_id or fields.id
                 usage = fields.usage or usage
                 finish_reason = fields.finish_reason or finish_reason
                 if fields.text:
                     yield fields.text
-        except _stream_faults() as error:
+        except stream_faults() as error:
             raise await self._translate(error, request) from error
         finally:
             await stream.close()
@@ -455,104 +307,3 @@ class OpenAICompatibleProvider(InferenceProvider):
     async def aclose(self) -> None:
         if self._owns_http_client:
             await self._client.close()
-
-
-def _finish_reason(value: object) -> FinishReason:
-    if isinstance(value, str) and value in _FINISH_REASONS:
-        return value  # type: ignore[return-value]
-    return "stop"
-
-
-def _malformed(provider: str, what: str) -> BadResponse:
-    return BadResponse(f"malformed response: {what}", provider=provider)
-
-
-def _count(value: object, provider: str, what: str) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise _malformed(provider, f"{what} is {value!r}, not a token count")
-    return value
-
-
-def _usage(value: object, provider: str) -> Usage | None:
-    if value is None:
-        return None
-    # A dict in a body; an SDK model (not validated) in a stream chunk.
-    if isinstance(value, dict):
-        fields = value
-    elif hasattr(value, "__dict__"):
-        fields = vars(value)
-    else:
-        raise _malformed(provider, f"usage is {type(value).__name__}, not an object")
-    return Usage(
-        prompt_tokens=_count(fields.get("prompt_tokens"), provider, "usage.prompt_tokens"),
-        completion_tokens=_count(
-            fields.get("completion_tokens"), provider, "usage.completion_tokens"
-        ),
-    )
-
-
-def _chat_fields(data: object, provider: str) -> tuple[str, FinishReason, Usage, str, str | None]:
-    """Text, finish reason, usage, model and id of a chat-completions body, checked field by
-    field: a body of another shape is `BadResponse`, never an exception from deep inside."""
-    if not isinstance(data, dict):
-        raise _malformed(provider, f"the body is {type(data).__name__}, not an object")
-    choices = data.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise _malformed(provider, "no choices")
-    choice = choices[0]
-    message = choice.get("message")
-    if not isinstance(message, dict):
-        raise _malformed(provider, "the choice has no message")
-    content = message.get("content")
-    # A refusal (OpenAI) comes instead of content: it then fails the constraint check.
-    text = content if content is not None else (message.get("refusal") or "")
-    if not isinstance(text, str):
-        raise _malformed(provider, f"message content is {type(text).__name__}, not text")
-    usage = _usage(data.get("usage"), provider) or Usage()
-    model = data.get("model")
-    body_id = data.get("id")
-    return (
-        text,
-        _finish_reason(choice.get("finish_reason")),
-        usage,
-        model if isinstance(model, str) else "",
-        body_id if isinstance(body_id, str) else None,
-    )
-
-
-@dataclass(frozen=True)
-class _ChunkFields:
-    text: str
-    finish_reason: FinishReason | None
-    usage: Usage | None
-    model: str
-    id: str | None
-
-
-def _chunk_fields(chunk: Any, provider: str) -> _ChunkFields:
-    """What one stream chunk says. The SDK builds chunks without validating them, so each
-    field is checked here: a chunk of the wrong shape is `BadResponse`."""
-    choices = getattr(chunk, "choices", None) or []
-    if not isinstance(choices, list):
-        raise _malformed(provider, "a chunk's choices are not a list")
-    text, finish = "", None
-    if choices:
-        choice = choices[0]
-        reason = getattr(choice, "finish_reason", None)
-        finish = _finish_reason(reason) if reason is not None else None
-        delta = getattr(choice, "delta", None)
-        content = getattr(delta, "content", None) if delta is not None else None
-        if content is not None and not isinstance(content, str):
-            raise _malformed(provider, f"a chunk's content is {type(content).__name__}")
-        text = content or ""
-    model = getattr(chunk, "model", None)
-    chunk_id = getattr(chunk, "id", None)
-    return _ChunkFields(
-        text=text,
-        finish_reason=finish,
-        usage=_usage(getattr(chunk, "usage", None), provider),
-        model=model if isinstance(model, str) else "",
-        id=chunk_id if isinstance(chunk_id, str) else None,
-    )
