@@ -142,3 +142,21 @@ def test_a_moved_packages_submodules_are_the_same_modules_too() -> None:
     assert old is new
     assert old.__spec__ is not None
     assert old.__spec__.name == "hi_moe.pipeline.sandbox.bubblewrap"
+
+
+def test_the_architecture_page_names_only_modules_that_exist() -> None:
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    named = set(re.findall(r"`((?:[a-z_]+/)+[a-z_]+(?:\.py|/))", page))
+    assert len(named) > 20
+    missing = [
+        path
+        for path in sorted(named)
+        if not (SRC / path).exists()
+        and not (ROOT / path).exists()
+        and not (SRC.parent / path).exists()
+    ]
+    assert not missing, f"docs/architecture.md names what is not there: {missing}"
+    for name, _ in modules():  # and every layer of the package appears on it
+        top = name.split(".")[1] if "." in name else ""
+        if top and not top.startswith("_") and top != "__main__":
+            assert f"{top}" in page, f"docs/architecture.md does not mention {top}"
