@@ -18,6 +18,7 @@ Secrets are `SecretStr`: they print as `**********` and are only unwrapped where
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -29,6 +30,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -176,6 +178,8 @@ class Settings(BaseSettings):
                 settings = cls(**overrides)
             except ValidationError as error:
                 raise _config_error(error) from None
+            except SettingsError as error:  # an environment variable that is not valid JSON
+                raise _environment_error(error) from None
             except ValueError as error:  # a TOML file that does not parse, or is not UTF-8
                 source = path or Path(named or DEFAULT_CONFIG_FILE)
                 raise ConfigError(f"cannot read settings from {source}: {error}") from None
@@ -219,6 +223,20 @@ def _reading(path: Path | None) -> Iterator[None]:
         yield
     finally:
         _config_file.reset(token)
+
+
+def _environment_error(error: SettingsError) -> ConfigError:
+    # pydantic-settings names the field ("pipeline"), not the variable: name the variables
+    # that feed it, since one of them is what does not parse.
+    field = re.search(r'field "([^"]+)"', str(error))
+    prefix = env_name(field.group(1)) if field else ENV_PREFIX
+    suspects = sorted(name for name in os.environ if name.upper().startswith(prefix))
+    where = ", ".join(suspects) or f"the {ENV_PREFIX}* variables"
+    return ConfigError(
+        f"cannot read settings from the environment: {where}: lists and tables are "
+        f"written as JSON ({error})",
+        setting=suspects[0] if suspects else None,
+    )
 
 
 def _config_error(error: ValidationError) -> ConfigError:

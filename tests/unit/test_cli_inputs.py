@@ -106,6 +106,7 @@ CONFIG_CASES = [
     Case(["complete", "x"], "provder", files={"hi_moe.toml": 'provder = "mock"\n'}),
     Case(["complete", "x"], "seed", files={"hi_moe.toml": '[mock]\nseed = "x"\n'}),
     Case(["run", "x"], "max_steps", env={"HI_MOE_PIPELINE__MAX_STEPS": "-1"}),
+    Case(["run", "x"], "HI_MOE_PIPELINE__ROUTES", env={"HI_MOE_PIPELINE__ROUTES": "[{"}),
     Case(["complete", "x"], "HI_MOE_PROVIDER", env={"HI_MOE_PROVIDER": "mokc"}),
     Case(["--log-level", "loud", "providers"], "loud"),
 ]

@@ -109,6 +109,16 @@ def test_a_misspelt_or_malformed_setting_is_named(
         Settings.load()
 
 
+def test_an_environment_variable_that_is_not_json_is_named_not_the_toml_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HI_MOE_PIPELINE__ROUTES", "[{")
+    with pytest.raises(ConfigError, match="from the environment: HI_MOE_PIPELINE__ROUTES") as e:
+        Settings.load()
+    assert "hi_moe.toml" not in str(e.value)
+    assert e.value.setting == "HI_MOE_PIPELINE__ROUTES"
+
+
 def test_a_missing_required_setting_names_the_env_var_and_the_toml_key() -> None:
     with pytest.raises(ConfigError) as caught:
         Settings.load().require("modal", "endpoint")
