@@ -62,8 +62,10 @@ def cli(*args: str, tmp_path: Path, **env: str) -> tuple[subprocess.CompletedPro
 
 
 def test_hi_moe_run_finishes_on_the_fallback_within_seconds_and_says_so(tmp_path: Path) -> None:
-    # Paired with the same run on the mock alone: both pay for importing XGrammar (5 s or
-    # more on a busy machine), which is not what is measured here; the dead endpoint is.
+    # Paired with the same run on the mock alone: both pay for importing XGrammar (5 s here,
+    # 15 s on a busy machine), which is not what is measured; the dead endpoint is. Before,
+    # it cost the 900 s startup wait; now it costs the openai import and one refused
+    # connection, which a loaded machine stretches to several seconds.
     (tmp_path / "alone").mkdir()
     alone, baseline = cli("run", "Add two numbers", tmp_path=tmp_path / "alone")
     assert alone.returncode == 0, alone.stderr
@@ -75,7 +77,7 @@ def test_hi_moe_run_finishes_on_the_fallback_within_seconds_and_says_so(tmp_path
         HI_MOE_PIPELINE__FALLBACKS='["mock"]',
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert took < baseline + 3, f"took {took:.1f} s, {baseline:.1f} s on the mock alone"
+    assert took < baseline + 15, f"took {took:.1f} s, {baseline:.1f} s on the mock alone"
     # Found down by the adapter survey, the primary is not asked again: no failed call.
     assert "trying the next provider" not in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
