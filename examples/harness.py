@@ -2,8 +2,9 @@
 
     python examples/harness.py "Write a function that merges two sorted lists"
 
-With nothing configured this runs offline on the mock provider. Point it at a vLLM server with
-    export HI_MOE_PROVIDER=modal HI_MOE_MODAL__ENDPOINT=http://127.0.0.1:8000
+With nothing configured this runs offline on the mock provider, and says so. Point it at a
+vLLM server with
+    export HI_MOE_PROVIDER=vllm HI_MOE_MODAL__ENDPOINT=http://127.0.0.1:8000
 (`hi-moe serve-local --tiny` starts one here) or at your Modal deployment's URL.
 """
 
@@ -14,6 +15,7 @@ import sys
 
 from hi_moe import Settings, load_provider
 from hi_moe.pipeline import Event, ProgressMonitor, Task
+from hi_moe.providers import MockProvider
 
 
 def show(event: Event) -> None:
@@ -25,6 +27,8 @@ def show(event: Event) -> None:
 async def main(prompt: str) -> int:
     settings = Settings.load()  # HI_MOE_* variables, then hi_moe.toml
     async with load_provider(settings) as provider:
+        if isinstance(provider, MockProvider):
+            print(MockProvider.notice, file=sys.stderr)
         monitor = ProgressMonitor(provider, settings.pipeline, on_event=show)
         result = await monitor.run(Task(prompt=prompt))
     print(result.answer if result.answer is not None else f"failed: {result.reason}")

@@ -18,4 +18,5 @@ def test_the_example_harness_runs_offline(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "run_finished" in done.stderr
+    assert "offline mock provider" in done.stderr  # nobody mistakes a sample for an answer
     assert "s1: python-lora" in done.stdout

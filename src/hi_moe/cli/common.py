@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from hi_moe.cli.failures import err
 from hi_moe.config import Settings, provider_names
+from hi_moe.providers.mock import MockProvider
 
 __all__ = [
     "MOCK_NOTICE",
@@ -32,12 +33,7 @@ __all__ = [
 MAX_FILE_BYTES = 1 << 20
 """Task, schema and grammar files: far above any real one, far below what would hurt."""
 
-MOCK_NOTICE = (
-    "Running on the offline mock provider: no model, no network; its answers are valid samples "
-    "of each step's format, not solutions. For a real model: pip install 'hi-moe[openai]', then "
-    "export HI_MOE_PROVIDER=vllm HI_MOE_MODAL__ENDPOINT=http://127.0.0.1:8000 (after `hi-moe "
-    "serve-local --tiny`, or your Modal endpoint)."
-)
+MOCK_NOTICE = MockProvider.notice
 
 
 def nonempty(value: str | None) -> str | None:

@@ -20,7 +20,7 @@ import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable
-from typing import TYPE_CHECKING, Self, TypeAlias
+from typing import TYPE_CHECKING, ClassVar, Self, TypeAlias
 
 from hi_moe import constraints
 from hi_moe.errors import (
@@ -98,6 +98,15 @@ class MockProvider(InferenceProvider):
     """Offline, deterministic, constraint-honouring provider. See the module docstring."""
 
     name = "mock"
+    notice: ClassVar[str] = (
+        "Running on the offline mock provider: no model, no network; its answers are valid "
+        "samples of each step's format, not solutions. For a real model: pip install "
+        "'hi-moe[openai]', then export HI_MOE_PROVIDER=vllm "
+        "HI_MOE_MODAL__ENDPOINT=http://127.0.0.1:8000 (after `hi-moe serve-local --tiny`, or "
+        "your Modal endpoint)."
+    )
+    """What a harness should tell its user when it runs on the mock (the CLI and the example
+    print it), so nobody mistakes a sample for an answer."""
     capabilities = Capabilities(
         constraint_kinds=_engine_kinds(), adapters=True, runtime_adapters=True, streaming=True
     )
