@@ -81,12 +81,14 @@ class Recorder(ModalVLLMProvider):
         self.asked: list[CompletionRequest] = []
         self.in_flight = self.most_in_flight = 0
 
-    async def complete(self, request: CompletionRequest) -> Completion:
+    async def _complete(self, request: CompletionRequest) -> Completion:
+        # The send hook, under `complete` (which is final): what reaches the server, once
+        # validated.
         self.asked.append(request)
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
-            return await super().complete(request)
+            return await super()._complete(request)
         finally:
             self.in_flight -= 1
 
