@@ -21,13 +21,16 @@ when it fires the step fails with "step timed out after {step_timeout_s} s".
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 
 from hi_moe import deadline
 from hi_moe.errors import HiMoeError
 from hi_moe.pipeline.plan import Plan, Step
 from hi_moe.pipeline.result import StepResult
+from hi_moe.pipeline.scheduler import AdapterScheduler, Ticket
 
 __all__ = ["Fleet", "StepRunner", "StopRun"]
 
@@ -53,14 +56,22 @@ class Fleet:
         max_parallel: int = 4,
         step_timeout_s: float | None = None,
         grace_s: float = 5.0,
+        scheduler: AdapterScheduler | None = None,
+        adapter_of: Callable[[Step], str | None] | None = None,
     ) -> None:
+        """`scheduler` (with `adapter_of`, the adapter a step will ask for) orders the ready
+        steps so that they fit the server's LoRA slots; it may be shared by many Fleets."""
         if max_parallel < 1:
             raise ValueError("max_parallel must be at least 1")
         if grace_s < 0:
             raise ValueError("grace_s must not be negative")
+        if (scheduler is None) != (adapter_of is None):
+            raise ValueError("a scheduler needs adapter_of, and adapter_of a scheduler")
         self.max_parallel = max_parallel
         self.step_timeout_s = step_timeout_s
         self.grace_s = grace_s
+        self.scheduler = scheduler
+        self.adapter_of = adapter_of
 
     async def run(
         self,
@@ -69,6 +80,7 @@ class Fleet:
         *,
         done: Mapping[str, StepResult] | None = None,
         on_skip: Callable[[StepResult], None] | None = None,
+        label: str = "",
     ) -> dict[str, StepResult]:
         """Run every step of `plan` not already in `done` (finished results from a journal);
         return the results of all steps, in plan order.
@@ -78,7 +90,7 @@ class Fleet:
         results: dict[str, StepResult] = {k: v for k, v in (done or {}).items() if v.ok}
         waiting_on: dict[str, int] = {}
         dependents: dict[str, list[str]] = {step.id: [] for step in plan.steps}
-        ready: list[Step] = []
+        ready: deque[Step] = deque()  # first ready, first started
         for step in plan.steps:
             if step.id in results:
                 continue
@@ -88,7 +100,6 @@ class Fleet:
                 dependents[dep].append(step.id)
             if not missing:
                 ready.append(step)
-        ready.reverse()  # pop() from the end keeps plan order
         by_id = {step.id: step for step in plan.steps}
         running: dict[asyncio.Task[StepResult], Step] = {}
         stop_reason: str | None = None
@@ -108,16 +119,24 @@ class Fleet:
                 # Reversed, so the first dependent is popped (and skipped) first.
                 stack.extend((child, because) for child in reversed(dependents[current]))
 
+        gate = _Gate(self, label)
+
+        def start(step: Step) -> None:
+            inputs = {d: results[d] for d in step.depends_on}
+            task = asyncio.create_task(self._run_one(step, runner, inputs))
+            running[task] = step
+            gate.started(task, step)
+
         try:
-            while ready or running:
-                while ready and len(running) < self.max_parallel and stop_reason is None:
-                    step = ready.pop()
-                    inputs = {d: results[d] for d in step.depends_on}
-                    task = asyncio.create_task(self._run_one(step, runner, inputs))
-                    running[task] = step
-                if not running:
+            while ready or running or gate.pending:
+                if stop_reason is None:
+                    for step in gate.release(ready, len(running)):
+                        start(step)
+                else:
+                    gate.close()
+                if not running and not gate.pending:
                     break
-                finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                finished = await gate.wait(running)
                 for task in finished:
                     step = running.pop(task)
                     try:
@@ -134,9 +153,11 @@ class Fleet:
                         if waiting_on[child] == 0 and child not in results:
                             ready.append(by_id[child])
             if stop_reason is not None:
+                gate.close()
                 for step in plan.steps:
                     skip(step.id, stop_reason)
         finally:
+            gate.close()
             for task in running:
                 task.cancel()
             if running:
@@ -174,3 +195,89 @@ class Fleet:
                 exc_info=error,
             )
             raise
+
+
+class _Gate:
+    """Which ready steps of one run start now: up to `max_parallel`, in plan order, or, with
+    a scheduler, the ones it grants (it sees every ready step and picks)."""
+
+    def __init__(self, fleet: Fleet, label: str) -> None:
+        self.fleet = fleet
+        self.label = label
+        self.granted: list[Step] = []
+        self.tickets: dict[str, Ticket] = {}
+        """Steps submitted and not yet finished, granted or not."""
+        self.wake = asyncio.Event()
+
+    @property
+    def pending(self) -> bool:
+        """Steps submitted to the scheduler and not started yet."""
+        return any(t.granted_at is None for t in self.tickets.values()) or bool(self.granted)
+
+    def release(self, ready: deque[Step], running: int) -> list[Step]:
+        """The steps to start now; `ready` is emptied of what was handed on."""
+        fleet = self.fleet
+        if fleet.scheduler is None or fleet.adapter_of is None:
+            chosen: list[Step] = []
+            while ready and running + len(chosen) < fleet.max_parallel:
+                chosen.append(ready.popleft())
+            return chosen
+        while ready:
+            step = ready.popleft()
+            self.tickets[step.id] = fleet.scheduler.submit(
+                fleet.adapter_of(step),
+                functools.partial(self._granted, step),
+                run=self.label,
+                run_limit=fleet.max_parallel,
+            )
+        chosen, self.granted = self.granted, []
+        return chosen
+
+    def _granted(self, step: Step, ticket: Ticket) -> None:
+        self.granted.append(step)
+        self.wake.set()
+
+    def started(self, task: asyncio.Task[StepResult], step: Step) -> None:
+        ticket = self.tickets.get(step.id)
+        if ticket is not None and self.fleet.scheduler is not None:
+            scheduler = self.fleet.scheduler
+            task.add_done_callback(lambda _: self._finished(step.id, scheduler))
+
+    def _finished(self, step_id: str, scheduler: AdapterScheduler) -> None:
+        ticket = self.tickets.pop(step_id, None)
+        if ticket is not None:
+            scheduler.finished(ticket)
+
+    async def wait(
+        self, running: Mapping[asyncio.Task[StepResult], Step]
+    ) -> set[asyncio.Task[StepResult]]:
+        """Until a step finishes or the scheduler grants one; the finished steps."""
+        if self.fleet.scheduler is None:
+            finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            return finished
+        if self.granted:
+            return set()
+        self.wake.clear()
+        woken = asyncio.ensure_future(self.wake.wait())
+        try:
+            done, _ = await asyncio.wait({*running, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+        return {task for task in running if task in done}
+
+    def close(self) -> None:
+        """No more steps start: give back what was granted and not started, and withdraw the
+        rest. (Steps running give theirs back when they end.)"""
+        scheduler = self.fleet.scheduler
+        if scheduler is None:
+            return
+        # Withdraw first: giving a grant back lets the scheduler grant again, and nothing of
+        # this run may be granted any more.
+        for step_id, ticket in list(self.tickets.items()):
+            if ticket.granted_at is None:
+                scheduler.withdraw(ticket)
+                del self.tickets[step_id]
+        granted, self.granted = self.granted, []
+        for step in granted:
+            if step.id in self.tickets:
+                scheduler.finished(self.tickets.pop(step.id))

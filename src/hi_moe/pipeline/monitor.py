@@ -36,6 +36,7 @@ from hi_moe.pipeline.plan import Plan, Step, Task, plan_problems
 from hi_moe.pipeline.recorder import RunRecorder
 from hi_moe.pipeline.result import RunResult, StepResult
 from hi_moe.pipeline.sandbox.base import SandboxBackend
+from hi_moe.pipeline.scheduler import AdapterScheduler
 from hi_moe.pipeline.settings import PipelineSettings
 from hi_moe.providers.base import InferenceProvider
 from hi_moe.providers.fallback import (
@@ -74,7 +75,10 @@ class ProgressMonitor:
         journal: Journal | None = None,
         on_event: EventSink | Sequence[EventSink] = (),
         sandbox: SandboxBackend | None = None,
+        scheduler: AdapterScheduler | None = None,
     ) -> None:
+        """`scheduler`: one to share with other monitors (many runs against one server);
+        by default each monitor makes its own when `settings.lora_slots` is set."""
         if isinstance(providers, InferenceProvider):
             providers = {providers.name: providers}
             primary = primary or next(iter(providers))
@@ -109,7 +113,17 @@ class ProgressMonitor:
             code_line_chars=s.code_line_chars,
             json_max_chars=s.json_max_chars,
         )
-        self.fleet = Fleet(max_parallel=s.max_parallel, step_timeout_s=s.step_timeout_s)
+        if scheduler is None and s.lora_slots is not None:
+            scheduler = AdapterScheduler(
+                slots=s.lora_slots, max_parallel=s.max_parallel, max_wait_s=s.adapter_max_wait_s
+            )
+        self.scheduler = scheduler
+        self.fleet = Fleet(
+            max_parallel=s.max_parallel,
+            step_timeout_s=s.step_timeout_s,
+            scheduler=scheduler,
+            adapter_of=None if scheduler is None else self._adapter_of,
+        )
         self.chain = FallbackProvider.of(
             self.providers,
             fallback_on=on_unavailable_or_rejected if s.fallback_on_rejected else on_unavailable,
@@ -174,6 +188,16 @@ class ProgressMonitor:
         record = RunRecorder(run_id, self.sinks, self.journal, plan_version=plan_version)
         return _Run(task=task, record=record)
 
+    def _scheduling(self, run_id: str) -> dict[str, object] | None:
+        if self.scheduler is None:
+            return None
+        summary = self.scheduler.summary()
+        return {"adapter_switches": self.scheduler.switches.get(run_id, 0), **summary}
+
+    def _adapter_of(self, step: Step) -> str | None:
+        """The adapter a step is routed to, which is what decides its LoRA slot."""
+        return self.dispatcher.adapters.get(step.domain)
+
     async def _survey(self) -> None:
         # A provider found down here is skipped by the first request instead of costing it a
         # failed call (and, for vLLM, compiling the request's grammar first).
@@ -193,6 +217,7 @@ class ProgressMonitor:
                     lambda step, inputs: self._run_step(run, step, inputs),
                     done=done,
                     on_skip=run.record.step_skipped,
+                    label=run.run_id,
                 )
                 final = results.get(run.plan.final_step().id)
                 if final is not None and final.ok:
@@ -354,6 +379,7 @@ class ProgressMonitor:
             reason=reason,
             notes=tuple(run.record.notes),
             resumed_steps=tuple(sorted(resumed)),
+            scheduling=self._scheduling(run.run_id),
         )
 
 

@@ -52,6 +52,9 @@ class RunResult(BaseModel):
     notes: tuple[str, ...] = ()
     resumed_steps: tuple[str, ...] = ()
     """Steps taken from the journal instead of being asked again (on resume)."""
+    scheduling: dict[str, Any] | None = None
+    """With `lora_slots` set: this run's `adapter_switches` (adapters its steps brought into a
+    slot) and, per adapter, requests, queue waits and batch sizes (`AdapterScheduler`)."""
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -75,4 +78,5 @@ class RunResult(BaseModel):
             "wall_s": round(self.wall_s, 3),
             "notes": list(self.notes),
             "resumed_steps": list(self.resumed_steps),
+            "scheduling": self.scheduling,
         }

@@ -63,6 +63,11 @@ class PipelineSettings(BaseModel):
     """Output kind → max_tokens (defaults: code 1024, text 512, json 512)."""
     temperature: Annotated[float, Field(ge=0, le=2)] = 0.2
     step_timeout_s: Seconds = 600.0
+    lora_slots: Positive | None = None
+    """Adapters the server holds at once (vLLM's `--max-loras`). Set, the Fleet releases ready
+    steps in waves that fit (`hi_moe.pipeline.scheduler`); unset, in the order they are ready."""
+    adapter_max_wait_s: Seconds = 30.0
+    """With `lora_slots`: a step ready for longer than this goes next, whatever its adapter."""
     code_max_lines: Positive = 200
     code_line_chars: Positive = 160
     json_max_chars: Positive = 2000

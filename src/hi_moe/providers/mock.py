@@ -31,6 +31,7 @@ from hi_moe.errors import (
 )
 from hi_moe.providers import sampling
 from hi_moe.providers.base import ALL_CONSTRAINT_KINDS, Capabilities, Health, InferenceProvider
+from hi_moe.providers.lora_slots import LoraSlots
 from hi_moe.types import (
     Completion,
     CompletionRequest,
@@ -121,6 +122,8 @@ class MockProvider(InferenceProvider):
         base_model: str = "mock-base",
         latency_s: Latency = 0.0,
         constraint_kinds: Iterable[ConstraintKind] | None = None,
+        lora_slots: int | None = None,
+        lora_load_s: float = 0.0,
     ) -> None:
         """
         Args:
@@ -134,6 +137,9 @@ class MockProvider(InferenceProvider):
                 the request's `timeout_s` the mock raises `ProviderTimeout`, as a client would.
             constraint_kinds: restrict what it enforces, e.g. `["json_schema"]` to stand in
                 for the JSON-only OpenAI provider.
+            lora_slots: model a server that holds this many adapters at once (vLLM's
+                `--max-loras`): a request for an adapter not loaded waits for a slot free of
+                running requests, then takes `lora_load_s` more (`lora_loads` counts them).
         """
         if replies is not None and respond is not None:
             raise ValueError("give MockProvider either replies or respond, not both")
@@ -143,6 +149,7 @@ class MockProvider(InferenceProvider):
         self.base_model = base_model
         self._adapters = dict.fromkeys(adapters, "")
         self._latency = latency_s
+        self._slots = None if lora_slots is None else LoraSlots(lora_slots, lora_load_s)
         kinds = ALL_CONSTRAINT_KINDS if constraint_kinds is None else frozenset(constraint_kinds)
         self.capabilities = type(self).capabilities.model_copy(
             update={"constraint_kinds": kinds & _engine_kinds()}
@@ -155,6 +162,11 @@ class MockProvider(InferenceProvider):
     def from_settings(cls, settings: Settings) -> Self:
         mock = settings.mock
         return cls(seed=mock.seed, adapters=mock.adapters, latency_s=mock.latency_s)
+
+    @property
+    def lora_loads(self) -> int:
+        """Adapters loaded into a slot so far, with `lora_slots` set (else 0)."""
+        return 0 if self._slots is None else self._slots.loads
 
     def __repr__(self) -> str:
         return f"MockProvider(seed={self.seed}, adapters={list(self._adapters)})"
@@ -182,7 +194,11 @@ class MockProvider(InferenceProvider):
         self.requests.append(request)
         if request.adapter is not None and request.adapter not in self._adapters:
             raise UnknownAdapter(request.adapter, list(self._adapters), provider=self.name)
-        await self._wait(request)
+        if self._slots is None:
+            await self._wait(request)
+        else:
+            async with self._slots.use(request.adapter):
+                await self._wait(request)
         reply = await self._reply(request)
         if isinstance(reply, BaseException):
             raise reply
