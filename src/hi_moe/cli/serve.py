@@ -56,6 +56,7 @@ step_max_tokens = {{ code = 160, text = 32, json = 96 }}
 code_max_lines = 3
 code_line_chars = 24
 json_max_chars = 24
+lora_slots = {len(TINY_ADAPTERS)}  # the server's --max-loras: it holds both adapters at once
 """
 
 
