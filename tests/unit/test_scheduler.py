@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from collections.abc import Mapping
+from pathlib import Path
 
 import pytest
 
 from hi_moe.errors import ProviderUnavailable
 from hi_moe.pipeline import (
     Fleet,
+    MetricsLog,
     PipelineSettings,
     Plan,
     ProgressMonitor,
@@ -259,17 +262,23 @@ def test_a_scheduler_needs_its_adapter_function() -> None:
 DOMAINS = ("python", "math", "algorithms", "data_structures")
 
 
-async def run_on_one_slot(lora_slots: int | None) -> tuple[MockProvider, RunResult]:
-    mock = MockProvider(
-        adapters=default_adapters().values(), lora_slots=1, lora_load_s=0.005, latency_s=0.005
-    )
+def fan_in(n: int, domains: tuple[str, ...]) -> Plan:
+    """`n` independent text steps over `domains` in turn, then one step joining them."""
     parts = [
-        Step(id=f"s{i}", goal=f"part {i}", domain=DOMAINS[i % 4], output="text") for i in range(16)
+        Step(id=f"s{i}", goal=f"part {i}", domain=domains[i % len(domains)], output="text")
+        for i in range(n)
     ]
     end = Step(
         id="end", goal="join", domain="python", output="text", depends_on=[p.id for p in parts]
     )
-    plan = Plan(steps=(*parts, end))
+    return Plan(steps=(*parts, end))
+
+
+async def run_on_one_slot(lora_slots: int | None) -> tuple[MockProvider, RunResult]:
+    mock = MockProvider(
+        adapters=default_adapters().values(), lora_slots=1, lora_load_s=0.005, latency_s=0.005
+    )
+    plan = fan_in(16, DOMAINS)
     monitor = ProgressMonitor(mock, PipelineSettings(max_parallel=4, lora_slots=lora_slots))
     result = await monitor.run(Task(prompt="sixteen parts"), plan=plan)
     assert result.status == "succeeded", result.reason
@@ -288,3 +297,17 @@ async def test_on_a_one_slot_server_the_aware_pipeline_loads_each_adapter_once()
     adapters = aware_result.scheduling["adapters"]
     assert sum(a["requests"] for a in adapters.values()) == 17
     assert adapters["math-lora"]["mean_batch"] > 1  # steps of one adapter ran together
+
+
+async def test_the_metrics_log_records_the_runs_scheduling(tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics.jsonl"
+    mock = MockProvider(adapters=default_adapters().values(), lora_slots=1)
+    monitor = ProgressMonitor(
+        mock, PipelineSettings(max_parallel=2, lora_slots=1), on_event=MetricsLog(metrics)
+    )
+    plan = fan_in(4, DOMAINS[:2])
+    await monitor.run(Task(prompt="four parts"), plan=plan)
+    finished = [json.loads(line) for line in metrics.read_text().splitlines()]
+    [run] = [r for r in finished if r["kind"] == "run_finished"]
+    assert run["scheduling"]["adapter_switches"] == mock.lora_loads
+    assert set(run["scheduling"]["adapters"]) == {"python-lora", "math-lora"}
