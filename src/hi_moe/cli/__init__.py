@@ -5,6 +5,7 @@
 - `runs`: run, runs
 - `serve`: serve-local, sandbox
 - `bench`: bench humaneval
+- `batch`: batch (many tasks at once, resumable, results as JSON lines)
 - `failures`: one line and an exit status for every failure (0, 1 failed, 2 bad usage)
 - `common`: the shared options, settings and file reading; `display`: a run's live view
 """
@@ -15,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from hi_moe.cli import checks, provider, runs, serve
+from hi_moe.cli import batch, checks, provider, runs, serve
 from hi_moe.cli.bench import bench_app
 from hi_moe.cli.common import LogLevel, configure_logging
 from hi_moe.cli.failures import OneLineErrors
@@ -51,7 +52,7 @@ def _global_options(
     ctx.obj = {"log_level_given": source is not None and source.name != "DEFAULT"}
 
 
-for group in (provider, checks, runs, serve):
+for group in (provider, checks, runs, batch, serve):
     group.register(app)
 app.add_typer(bench_app, name="bench")
 

@@ -34,7 +34,7 @@ from hi_moe.pipeline.demo import demo_responder
 from hi_moe.providers.base import InferenceProvider
 from hi_moe.providers.mock import MockProvider
 
-__all__ = ["read_task", "register"]
+__all__ = ["demo_mock", "read_task", "register", "task_from_json"]
 
 
 def register(app: typer.Typer) -> None:
@@ -68,26 +68,31 @@ def read_task(prompt: str | None, task_file: Path | None) -> Task:
             '{"prompt", "tests", "entry_point"}',
             param_hint="--task-file",
         ) from None
+    return task_from_json(data, str(task_file), "--task-file")
+
+
+def task_from_json(data: object, where: str, param_hint: str) -> Task:
+    """A task from parsed JSON (a task file, or one line of `hi-moe batch`'s file), or a usage
+    error starting with `where`."""
     if not isinstance(data, dict):
         raise typer.BadParameter(
-            f'{task_file} holds JSON but not an object {{"prompt", "tests", "entry_point"}}',
-            param_hint="--task-file",
+            f'{where} holds JSON but not an object {{"prompt", "tests", "entry_point"}}',
+            param_hint=param_hint,
         )
     try:
         task = Task.model_validate(data)
     except ValidationError as error:
         known = ", ".join(Task.model_fields)
         raise typer.BadParameter(
-            f"{task_file}: {validation_message(error)} (known keys: {known})",
-            param_hint="--task-file",
+            f"{where}: {validation_message(error)} (known keys: {known})", param_hint=param_hint
         ) from None
     if not task.prompt.strip():
-        raise typer.BadParameter(f"{task_file}: the prompt is empty", param_hint="--task-file")
-    _check_tests(task, task_file)
+        raise typer.BadParameter(f"{where}: the prompt is empty", param_hint=param_hint)
+    _check_tests(task, where, param_hint)
     return task
 
 
-def _check_tests(task: Task, task_file: Path) -> None:
+def _check_tests(task: Task, where: str, param_hint: str) -> None:
     """Tests that cannot run would fail every attempt of every step: refuse them now."""
     if task.tests is None:
         return
@@ -95,8 +100,8 @@ def _check_tests(task: Task, task_file: Path) -> None:
         tree = ast.parse(task.tests)
     except SyntaxError as error:
         raise typer.BadParameter(
-            f"{task_file}: the tests have a syntax error at line {error.lineno}: {error.msg}",
-            param_hint="--task-file",
+            f"{where}: the tests have a syntax error at line {error.lineno}: {error.msg}",
+            param_hint=param_hint,
         ) from None
     defines_check = any(
         isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == "check"
@@ -104,10 +109,10 @@ def _check_tests(task: Task, task_file: Path) -> None:
     )
     if task.entry_point and not defines_check:
         raise typer.BadParameter(
-            f"{task_file}: with entry_point, the tests define check(candidate), which is "
+            f"{where}: with entry_point, the tests define check(candidate), which is "
             f"called with the solution's {task.entry_point} (HumanEval style); without "
             "entry_point, plain asserts run against the solution's names",
-            param_hint="--task-file",
+            param_hint=param_hint,
         )
 
 
@@ -161,7 +166,7 @@ def run(
         async with AsyncExitStack() as stack:
             loaded = load_providers(settings)
             if settings.provider == "mock":
-                loaded["mock"] = _demo_mock(settings)
+                loaded["mock"] = demo_mock(settings)
             providers = {name: await stack.enter_async_context(p) for name, p in loaded.items()}
             display = (
                 None
@@ -215,7 +220,7 @@ def _resumable(journal: Journal, run_id: str) -> RunRecord:
     return record
 
 
-def _demo_mock(settings: Settings) -> InferenceProvider:
+def demo_mock(settings: Settings) -> InferenceProvider:
     """The mock, with plans that show a real run's shape (see `hi_moe.pipeline.demo`)."""
     mock = settings.mock
     return MockProvider(
