@@ -130,6 +130,42 @@ OTHER_CASES = [
 ]
 
 
+ONE_TASK = '{"prompt": "Add two numbers"}\n'
+BATCH_CASES = [
+    Case(["batch", "t.jsonl"], "line 2 is not JSON", files={"t.jsonl": ONE_TASK + "{nope\n"}),
+    Case(["batch", "t.jsonl"], "line 1 is not JSON", files={"t.jsonl": "Add two numbers\n"}),
+    Case(["batch", "t.jsonl"], "line 3: unknown key 'promt'",
+         files={"t.jsonl": ONE_TASK + "\n" + '{"promt": "Sort"}\n'}),
+    Case(["batch", "t.jsonl"], "line 1: prompt", files={"t.jsonl": '{"prompt": ""}\n'}),
+    Case(["batch", "t.jsonl"], "line 2: the prompt is empty",
+         files={"t.jsonl": ONE_TASK + '{"prompt": "  "}\n'}),
+    Case(["batch", "t.jsonl"], "line 1 holds JSON but not an object",
+         files={"t.jsonl": '["Add two numbers"]\n'}),
+    Case(["batch", "t.jsonl"], "line 1: the tests have a syntax error",
+         files={"t.jsonl": json.dumps({"prompt": "add", "tests": "assert add(1, 2) ==="})}),
+    Case(["batch", "t.jsonl"], "line 1: the id is empty",
+         files={"t.jsonl": '{"prompt": "a", "id": " "}\n'}),
+    Case(["batch", "t.jsonl"], "line 2: the id 'x' is line 1's",
+         files={"t.jsonl": '{"prompt": "a", "id": "x"}\n{"prompt": "b", "id": "x"}\n'}),
+    Case(["batch", "t.jsonl"], "line 2: the id 'line-1'",
+         files={"t.jsonl": ONE_TASK + '{"prompt": "b", "id": "line-1"}\n'}),
+    Case(["batch", "t.jsonl"], "empty", files={"t.jsonl": "\n  \n"}),
+    Case(["batch", "t.jsonl"], "binary", files={"t.jsonl": b"\x00\x01"}),
+    Case(["batch", "missing.jsonl"], "missing.jsonl"),
+    Case(["batch", "tasks"], "directory", files={"tasks": DIR}),
+    Case(["batch"], "TASKS"),
+    Case(["batch", "t.jsonl", "--concurrency", "0"], "--concurrency", files={"t.jsonl": ONE_TASK}),
+    Case(["batch", "t.jsonl", "--resume", ""], "empty", files={"t.jsonl": ONE_TASK}),
+    Case(["batch", "t.jsonl", "--resume", "no-such-batch"], "no-such-batch",
+         files={"t.jsonl": ONE_TASK}),
+    Case(["batch", "t.jsonl", "--out", "d"], "directory", files={"t.jsonl": ONE_TASK, "d": DIR}),
+    Case(["batch", "t.jsonl", "--out", "r.jsonl"], "another batch",
+         files={"t.jsonl": ONE_TASK, "r.jsonl": '{"run_id": "batch-0ther/line-1"}\n'}),
+    Case(["batch", "t.jsonl", "--out", "r.jsonl"], "r.jsonl line 1 is not a result",
+         files={"t.jsonl": ONE_TASK, "r.jsonl": "not a result\n"}),
+]  # fmt: skip
+
+
 @pytest.fixture(autouse=True)
 def clean(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in list(os.environ):
@@ -141,7 +177,7 @@ def clean(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "case", [*TASK_CASES, *COMPLETE_CASES, *CONFIG_CASES, *OTHER_CASES], ids=str
+    "case", [*TASK_CASES, *COMPLETE_CASES, *CONFIG_CASES, *OTHER_CASES, *BATCH_CASES], ids=str
 )
 def test_a_bad_input_is_one_line_and_its_exit_status(case: Case, tmp_path: Path) -> None:
     for name, content in case.files.items():
