@@ -7,6 +7,7 @@ stop the others."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import os
@@ -18,13 +19,15 @@ import time
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from hi_moe.cli import app
+from hi_moe.cli.batch import BatchProgress
 from hi_moe.errors import ProviderUnavailable
 from hi_moe.pipeline import Event, Journal, PipelineSettings, Plan, ProgressMonitor, Step, Task
 from hi_moe.pipeline.architect import plan_json
-from hi_moe.pipeline.batch import Batch, BatchSummary, BatchTask, TaskResult, prepare
+from hi_moe.pipeline.batch import Batch, BatchSummary, BatchTask, Pending, TaskResult, prepare
 from hi_moe.pipeline.demo import demo_responder
 from hi_moe.pipeline.specialists import default_adapters
 from hi_moe.providers import MockProvider
@@ -363,3 +366,38 @@ def test_a_sigkilled_batch_resumes_and_skips_its_finished_tasks(
         "line-1": "ran", "line-2": "resumed", "line-3": "ran", "line-4": "ran"
     }  # fmt: skip
     assert all(line["status"] == "succeeded" for line in lines)
+
+
+def test_on_a_terminal_a_progress_bar_counts_tasks_done_failed_and_running() -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, color_system=None, width=120)
+    (one, two) = tasks("a", "b")
+    with BatchProgress(console, 2) as progress:
+        progress.started(Pending(one, "b1/line-1", "new"))
+        progress.started(Pending(two, "b1/line-2", "new"))
+        assert progress._counts() == "0 failed, 2 running"
+        progress.finished(
+            TaskResult(
+                1, "line-1", "b1/line-1", "failed", None, "the server is down", 0, 0.1, "ran"
+            )
+        )
+        time.sleep(0.2)
+        assert progress._counts() == "1 failed, 1 running"
+    text = out.getvalue()
+    assert "1/2" in text
+    assert "task line-1 failed: the server is down" in text  # a failure is a line of its own
+
+
+def test_an_interrupted_batch_says_how_to_continue_it(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def interrupted(self: Batch, pending: object) -> BatchSummary:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Batch, "run", interrupted)
+    file = write_tasks(tmp_path / "t.jsonl", {"prompt": "a"})
+    result = runner.invoke(app, ["batch", str(file), "--quiet"])
+    assert result.exit_code == 130
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line.startswith("interrupted: batch batch-")
+    assert f"hi-moe batch {file} --resume batch-" in line
