@@ -113,6 +113,7 @@ class ProgressMonitor:
             code_line_chars=s.code_line_chars,
             json_max_chars=s.json_max_chars,
         )
+        self._owns_scheduler = scheduler is None
         if scheduler is None and s.lora_slots is not None:
             scheduler = AdapterScheduler(
                 slots=s.lora_slots, max_parallel=s.max_parallel, max_wait_s=s.adapter_max_wait_s
@@ -191,8 +192,10 @@ class ProgressMonitor:
     def _scheduling(self, run_id: str) -> dict[str, object] | None:
         if self.scheduler is None:
             return None
-        summary = self.scheduler.summary()
-        return {"adapter_switches": self.scheduler.switches.get(run_id, 0), **summary}
+        switches: dict[str, object] = {"adapter_switches": self.scheduler.switches.get(run_id, 0)}
+        if not self._owns_scheduler:
+            return switches  # a shared scheduler's figures are the batch's, reported there
+        return {**switches, "adapters": self.scheduler.summary()["adapters"]}
 
     def _adapter_of(self, step: Step) -> str | None:
         """The adapter a step is routed to, which is what decides its LoRA slot."""

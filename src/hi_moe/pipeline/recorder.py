@@ -149,15 +149,14 @@ class RunRecorder:
     def run_finished(self, result: RunResult) -> None:
         if self.journal is not None:
             self.journal.finish_run(self.run_id, result.status, result.answer, result.summary())
-        scheduled = {} if result.scheduling is None else {"scheduling": result.scheduling}
-        self.emit(
-            "run_finished",
-            detail=result.reason,
-            status=result.status,
-            tokens=result.usage.total_tokens,
-            wall_s=round(result.wall_s, 3),
-            **scheduled,
-        )
+        data: dict[str, object] = {
+            "status": result.status,
+            "tokens": result.usage.total_tokens,
+            "wall_s": round(result.wall_s, 3),
+        }
+        if result.scheduling is not None:
+            data["scheduling"] = result.scheduling
+        self.emit("run_finished", None, result.reason, **data)
 
 
 class StepRecorder:
