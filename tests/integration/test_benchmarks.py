@@ -87,6 +87,27 @@ def test_vllm_fleet_prints_every_comparison_and_the_prefix_cache_rate(
     )
 
 
+@requires("openai", "openai")
+def test_adapter_waves_prints_each_leg_and_both_ratios_last(vllm_server: VLLMServer) -> None:
+    out = run_benchmark(
+        "adapter_waves.py",
+        *("--steps", "4", "--parallel", "2", "--rounds", "1", "--max-tokens", "8"),
+        *("--adapters", ",".join(vllm_server.tiny.adapters)),
+        *("--url", vllm_server.url, "--api-key", vllm_server.api_key),
+    )
+    assert_figures(
+        out,
+        r"max_lora=# in its /metrics",
+        *(rf"^  {leg} +# +#" for leg in ("aware", "naive", "one adapter")),
+        r"aware / naive = # \(rounds #-#\)",
+        r"aware / one adapter = # \(rounds #-#\)",
+    )
+    last = out.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"adapter_waves: aware/naive=# aware/one_adapter=#".replace("#", NUMBER), last
+    ), last
+
+
 @requires("xgrammar", "grammar")
 def test_constraint_checks_print_their_share_of_latency_and_the_cache_cost(
     vllm_server: VLLMServer,
