@@ -139,3 +139,16 @@ def test_sandbox_prints_each_backend_against_a_bare_subprocess() -> None:
         r"bubblewrap / process \(verdict\) = #",
         r"bubblewrap verdict / bare = #",
     )
+
+
+def test_batch_throughput_prints_batch_against_a_loop_of_hi_moe_run() -> None:
+    out = run_benchmark("batch_throughput.py", "--tasks", "2", "--rounds", "1")
+    assert_figures(
+        out,
+        r"round 1: batch # s, loop # s, ratio #",
+        r"batch: # tasks/s",
+        r"loop of hi-moe run: # tasks/s",
+    )
+    assert re.search(
+        r"batch_throughput: batch/sequential=#".replace("#", NUMBER), out.splitlines()[-1]
+    )

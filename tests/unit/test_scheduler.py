@@ -311,3 +311,20 @@ async def test_the_metrics_log_records_the_runs_scheduling(tmp_path: Path) -> No
     [run] = [r for r in finished if r["kind"] == "run_finished"]
     assert run["scheduling"]["adapter_switches"] == mock.lora_loads
     assert set(run["scheduling"]["adapters"]) == {"python-lora", "math-lora"}
+
+
+async def test_the_wait_bound_holds_while_the_loaded_adapter_runs_one_long_step() -> None:
+    # Nothing finishes and nothing new arrives while a's long step runs: the bound alone must
+    # wake the scheduler, or b would wait the whole step.
+    scheduler = AdapterScheduler(slots=1, max_parallel=4, max_wait_s=0.1)
+    started: dict[str, float] = {}
+    loop = asyncio.get_running_loop()
+
+    def start(name: str, ticket: Ticket) -> None:
+        started[name] = loop.time()
+
+    scheduler.submit("a", functools.partial(start, "a"))
+    scheduler.submit("b", functools.partial(start, "b"))
+    await asyncio.sleep(0.5)
+    assert "b" in started, "b waited past its bound"
+    assert started["b"] - started["a"] < 0.4

@@ -22,6 +22,7 @@ share a wave. Each run's own Fleet bound still holds.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
@@ -94,6 +95,7 @@ class AdapterScheduler:
         self._in_flight: dict[str | None, int] = defaultdict(int)
         self._resident: OrderedDict[str, None] = OrderedDict()  # least recently used first
         self._run_in_flight: dict[str, int] = defaultdict(int)
+        self._timer: asyncio.TimerHandle | None = None
         self._order = 0
         self.stats: dict[str | None, AdapterStats] = defaultdict(AdapterStats)
         self.switches: dict[str, int] = defaultdict(int)
@@ -121,6 +123,7 @@ class AdapterScheduler:
         """Forget a ticket that was not granted (its run stopped)."""
         if ticket.granted_at is None and ticket in self._waiting:
             self._waiting.remove(ticket)
+            self._wake_at_the_bound()
 
     def finished(self, ticket: Ticket) -> None:
         """A granted step is done (however it ended): its room goes to the next."""
@@ -141,8 +144,25 @@ class AdapterScheduler:
         while self._waiting and self.in_flight < self.max_parallel:
             ticket = self._next()
             if ticket is None:
-                return
+                break
             self._grant(ticket)
+        self._wake_at_the_bound()
+
+    def _wake_at_the_bound(self) -> None:
+        # A ticket held back for its slot must go when its wait reaches the bound, even if no
+        # step finishes and none arrives meanwhile (one long step of the loaded adapter).
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._waiting or self.in_flight >= self.max_parallel:
+            return  # the next finished step dispatches again
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # driven synchronously (a clock of its own): no timers
+        due = self._waiting[0].ready_at + self.max_wait_s - self.clock()
+        if due > 0:  # past it and still waiting: its run is at its own bound, which a
+            self._timer = loop.call_later(due, self.dispatch)  # finished step lifts
 
     def summary(self) -> dict[str, object]:
         return {
