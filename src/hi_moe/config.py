@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
@@ -34,6 +34,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from hi_moe.cost.prices import Prices
 from hi_moe.errors import ConfigError
 from hi_moe.pipeline.settings import PipelineSettings
 from hi_moe.pipeline.specialists import default_adapters
@@ -45,6 +46,7 @@ __all__ = [
     "MockSettings",
     "ModalSettings",
     "OpenAISettings",
+    "OtelSettings",
     "Settings",
     "env_name",
     "load_provider",
@@ -131,6 +133,21 @@ class ConstraintSettings(BaseModel):
     real-world schema takes seconds; the compile goes on and is cached for the next request)."""
 
 
+class OtelSettings(BaseModel):
+    """`[otel]`: OpenTelemetry spans of each run, stage and request (the `otel` extra), for
+    `hi-moe run` and `hi-moe batch`. Off unless enabled."""
+
+    model_config = _SECTION
+
+    enabled: bool = False
+    exporter: Literal["otlp", "console"] = "otlp"
+    """otlp: OTLP/HTTP to `endpoint`; console: the spans printed on stderr."""
+    endpoint: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    """The collector's OTLP/HTTP base URL (http://localhost:4318; /v1/traces is appended).
+    None: the exporter's default, or the OTEL_EXPORTER_OTLP_* environment variables."""
+    service_name: str = "hi-moe"
+
+
 class Settings(BaseSettings):
     """All of hi_moe's configuration. Build with `Settings.load()` to get `ConfigError`s."""
 
@@ -146,9 +163,13 @@ class Settings(BaseSettings):
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
     constraints: ConstraintSettings = Field(default_factory=ConstraintSettings)
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Settings of third-party providers, one table each: [providers.acme]."""
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     """`[pipeline]`: specialists, limits, budget and routing for `hi-moe run`."""
-    """Settings of third-party providers, one table each: [providers.acme]."""
+    prices: Prices = Field(default_factory=Prices)
+    """`[prices]`: what requests cost (`hi_moe.cost.prices`), over the shipped table."""
+    otel: OtelSettings = Field(default_factory=OtelSettings)
+    """`[otel]`: OpenTelemetry tracing, off by default."""
 
     @classmethod
     def settings_customise_sources(

@@ -59,6 +59,13 @@ class HiMoeError(Exception):
     retryable: bool = False
     hops: tuple[Hop, ...] = ()
     """Set by `FallbackProvider` on the error it raises: every provider tried before it."""
+    sent: bool = False
+    """Whether it ended a call that had been sent (not one refused beforehand): set with the
+    shares below by the provider that raised it."""
+    busy_share_s: float = 0.0
+    cold_share_s: float = 0.0
+    """Set by the provider that raised it: what the failed call occupied of that provider's
+    time (`Completion.busy_share_s`), so a failed request's GPU time is charged too."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -124,6 +131,8 @@ class ConstraintViolation(ConstraintError):
         self.retryable = not truncated
         self.usage: Usage | None = None
         """Tokens the rejected completion cost, when a provider reports them."""
+        self.model: str | None = None
+        """The model that gave the rejected output, when a provider says."""
 
 
 class UnknownAdapter(HiMoeError):

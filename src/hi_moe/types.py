@@ -335,6 +335,11 @@ class Hop(BaseModel):
     usage: Usage = Field(default_factory=lambda: Usage())
     """Tokens spent there (a rejected output's), counted although nothing was returned."""
     latency_s: Annotated[float, Field(ge=0.0)] = 0.0
+    model: str | None = None
+    """The model that gave a rejected output, where known."""
+    busy_share_s: Annotated[float, Field(ge=0.0)] = 0.0
+    cold_share_s: Annotated[float, Field(ge=0.0)] = 0.0
+    """What the failed call occupied of its provider (see `Completion.busy_share_s`)."""
 
 
 class Completion(BaseModel):
@@ -353,3 +358,8 @@ class Completion(BaseModel):
     request_id: str | None = None
     hops: tuple[Hop, ...] = ()
     """Under a `FallbackProvider`: the providers tried before `provider` answered."""
+    busy_share_s: Annotated[float, Field(ge=0.0)] = 0.0
+    """Its share of the provider's busy time: seconds in flight, each split evenly among the
+    requests in flight then (`hi_moe.cost.meter`). What GPU time is apportioned by."""
+    cold_share_s: Annotated[float, Field(ge=0.0)] = 0.0
+    """The part of `busy_share_s` spent waiting for a cold server to start."""

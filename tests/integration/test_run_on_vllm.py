@@ -4,6 +4,7 @@ step goes to its domain's adapter."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -42,6 +43,9 @@ code_line_chars = 24
 json_max_chars = 24
 journal = "{tmp_path / "journal.sqlite"}"
 metrics = "{tmp_path / "metrics.jsonl"}"
+
+[prices.providers.modal]
+gpu = "A100-80GB"
 """
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("HI_MOE_")}
@@ -69,3 +73,32 @@ metrics = "{tmp_path / "metrics.jsonl"}"
     steps = [m for m in metrics if m["kind"] == "request" and m["domain"] != "plan"]
     assert {m["adapter"] for m in steps} <= set(ADAPTERS.values())
     assert len(steps) >= len(report["steps"])
+    # Priced by GPU time: every request's share of the server's busy time, at the A100's price.
+    requests = [m for m in metrics if m["kind"] == "request"]
+    assert all(m["cost_basis"] == "gpu_time" and m["gpu_s"] > 0 for m in requests)
+    cost = report["cost"]
+    assert cost["requests"] == len(requests)
+    assert cost["gpu_s"] == pytest.approx(sum(m["gpu_s"] for m in requests), rel=1e-3)
+    assert cost["usd"] == pytest.approx(cost["gpu_s"] * 0.000694, rel=1e-3)
+    assert cost["usd"] == pytest.approx(sum(m["cost_usd"] for m in requests), rel=1e-6)
+
+
+async def test_concurrent_requests_share_the_server_s_gpu_time_exactly(
+    vllm_server: VLLMServer,
+) -> None:
+    from hi_moe.providers import VLLMProvider
+    from hi_moe.types import CompletionRequest, Message
+
+    request = CompletionRequest(
+        messages=[Message.user("Count to ten.")], max_tokens=48, temperature=0.0
+    )
+    async with VLLMProvider(vllm_server.url, api_key=vllm_server.api_key) as provider:
+        await provider.complete(request)  # warm: the readiness wait is not part of the figure
+        before = provider.meter.busy_s
+        completions = await asyncio.gather(*(provider.complete(request) for _ in range(8)))
+        busy = provider.meter.busy_s - before
+    shares = [c.busy_share_s for c in completions]
+    assert sum(shares) == pytest.approx(busy, rel=1e-6)  # charged once, all of it
+    # They were batched together: each is charged well under its own time in flight.
+    assert sum(shares) < 0.5 * sum(c.latency_s for c in completions)
+    assert all(c.cold_share_s == 0.0 for c in completions)

@@ -56,6 +56,7 @@ async def test_a_retried_step_tells_its_story_in_events() -> None:
         "provider": "mock",
         "adapter": "python-lora",
         "tokens": result.steps["s1"].usage.total_tokens,
+        "cost_usd": 0.0,  # the mock is free
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -144,6 +145,7 @@ async def test_a_first_attempt_that_succeeds_leaves_no_garbage_cycles() -> None:
 async def test_the_replayed_first_failure_counts_as_an_attempt_and_is_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO)  # whatever an in-process CLI test left the root logger at
     policy, waits = recording()
     script = Script(ProviderUnavailable("down"), ProviderUnavailable("still down"))
     assert await policy.call(script, what="probe") == "done"

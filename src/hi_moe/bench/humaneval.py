@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from hi_moe.cost.prices import Prices
 from hi_moe.errors import ConfigError
 from hi_moe.pipeline.sandbox import Limits, SandboxBackend, check_solution, load_backend
 from hi_moe.types import CompletionRequest, Message
@@ -62,6 +63,8 @@ class Solution:
     text: str
     tokens: int = 0
     """Tokens spent producing it, every request counted."""
+    cost_usd: float | None = 0.0
+    """What producing it cost, every request counted; None when a request had no price."""
 
 
 Solver = Callable[[Problem], Awaitable[Solution]]
@@ -74,6 +77,7 @@ class ProblemResult:
     summary: str
     tokens: int
     latency_s: float
+    cost_usd: float | None = 0.0
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,17 @@ class Report:
     def tokens_per_solved(self) -> float | None:
         return self.total_tokens / self.solved if self.solved else None
 
+    @property
+    def total_cost(self) -> float | None:
+        """USD over every problem, solved or not; None when some request had no price."""
+        costs = [r.cost_usd for r in self.results]
+        return None if any(c is None for c in costs) else sum(c or 0.0 for c in costs)
+
+    @property
+    def cost_per_solved(self) -> float | None:
+        total = self.total_cost
+        return total / self.solved if total is not None and self.solved else None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "mode": self.mode,
@@ -106,6 +121,8 @@ class Report:
             "pass_at_1": round(self.pass_at_1, 4),
             "total_tokens": self.total_tokens,
             "tokens_per_solved": self.tokens_per_solved,
+            "total_cost_usd": self.total_cost,
+            "cost_per_solved_usd": self.cost_per_solved,
             "wall_s": round(self.wall_s, 3),
             "results": [r.__dict__ for r in self.results],
         }
@@ -191,8 +208,9 @@ async def run_benchmark(
             limits=limits,
         )
         return ProblemResult(
-            problem.task_id, verdict.passed, verdict.summary, solution.tokens, latency
-        )
+            problem.task_id, verdict.passed, verdict.summary, solution.tokens, latency,
+            solution.cost_usd,
+        )  # fmt: skip
 
     results = await asyncio.gather(*(one(p) for p in problems))
     return Report(mode=mode, results=list(results), wall_s=time.monotonic() - started)
@@ -204,8 +222,13 @@ def direct_solver(
     adapter: str | None = "python-lora",
     max_tokens: int = 512,
     temperature: float = 0.0,
+    prices: Prices | None = None,
+    label: str | None = None,
 ) -> Solver:
-    """One request per problem: the baseline the pipeline is measured against."""
+    """One request per problem: the baseline the pipeline is measured against. Its cost is
+    priced as the provider labelled `label` (by default its name) is in `prices`."""
+    prices = prices or Prices()
+    label = label or provider.name
 
     async def solve(problem: Problem) -> Solution:
         completion = await provider.complete(
@@ -216,6 +239,15 @@ def direct_solver(
                 temperature=temperature,
             )
         )
-        return Solution(completion.text, completion.usage.total_tokens)
+        cost = prices.cost(
+            label,
+            model=completion.model,
+            usage=completion.usage,
+            busy_share_s=completion.busy_share_s,
+            cold_share_s=completion.cold_share_s,
+        )
+        return Solution(
+            completion.text, completion.usage.total_tokens, cost.usd if cost.priced else None
+        )
 
     return solve

@@ -3,6 +3,7 @@
 - `provider`: providers, complete, health, adapters, load-adapter, unload-adapter
 - `checks`: doctor, check-schema
 - `runs`: run, runs
+- `report`: report (one run as a self-contained HTML page)
 - `serve`: serve-local, sandbox
 - `bench`: bench humaneval
 - `batch`: batch (many tasks at once, resumable, results as JSON lines)
@@ -16,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from hi_moe.cli import batch, checks, provider, runs, serve
+from hi_moe.cli import batch, checks, provider, report, runs, serve
 from hi_moe.cli.bench import bench_app
 from hi_moe.cli.common import LogLevel, configure_logging
 from hi_moe.cli.failures import OneLineErrors
@@ -52,7 +53,7 @@ def _global_options(
     ctx.obj = {"log_level_given": source is not None and source.name != "DEFAULT"}
 
 
-for group in (provider, checks, runs, batch, serve):
+for group in (provider, checks, runs, report, batch, serve):
     group.register(app)
 app.add_typer(bench_app, name="bench")
 

@@ -37,6 +37,7 @@ from hi_moe.cli.common import (
 from hi_moe.cli.failures import INTERRUPTED, err, fail
 from hi_moe.cli.runs import demo_mock, task_from_json
 from hi_moe.config import load_providers
+from hi_moe.cost.account import usd
 from hi_moe.errors import ConfigError
 from hi_moe.pipeline import Journal, MetricsLog
 from hi_moe.pipeline.batch import (
@@ -48,6 +49,7 @@ from hi_moe.pipeline.batch import (
     batch_id_of,
     prepare,
 )
+from hi_moe.telemetry import sink_from_settings
 
 __all__ = ["ResultsFile", "read_tasks", "register"]
 
@@ -236,6 +238,7 @@ def batch(
     items = read_tasks(tasks_file)
     settings = load_settings(config, provider)
     pipeline = settings.pipeline
+    otel = sink_from_settings(settings.otel)  # None unless [otel] is enabled
     journal = Journal(pipeline.journal)
     batch_id = resume or batch_id_of(items)
     try:
@@ -288,9 +291,13 @@ def batch(
                 batch_id=batch_id,
                 concurrency=concurrency,
                 primary=settings.provider,
-                on_event=[MetricsLog(pipeline.metrics)] if pipeline.metrics else [],
+                on_event=[
+                    *([MetricsLog(pipeline.metrics)] if pipeline.metrics else []),
+                    *([otel] if otel else []),
+                ],
                 on_start=progress.started,
                 on_result=on_result,
+                prices=settings.prices,
             )
             return await runner.run(pending)
 
@@ -302,6 +309,8 @@ def batch(
     finally:
         if results is not None:
             results.close()
+        if otel is not None:
+            otel.close()  # the spans are exported before the command exits
     if as_json:
         typer.echo(json.dumps(summary.to_json()))
     if not quiet:
@@ -318,6 +327,8 @@ def _print_summary(summary: BatchSummary, out: Path | None) -> None:
         f"{summary.failed} failed",
         f"{summary.from_journal} from the journal, {summary.resumed} resumed",
         f"{summary.tokens} tokens, {summary.wall_s:.2f} s, {summary.tasks_per_s:.2f} tasks/s",
+        f"cost {usd(summary.cost_usd)}"
+        + (f" ({summary.unpriced} tasks partly unpriced)" if summary.unpriced else ""),
     ]
     if summary.adapter_switches is not None:
         parts.append(f"{summary.adapter_switches} adapter switches")

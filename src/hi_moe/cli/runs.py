@@ -29,10 +29,12 @@ from hi_moe.cli.common import (
 from hi_moe.cli.display import RunDisplay
 from hi_moe.cli.failures import INTERRUPTED, UsageError, err, fail, validation_message
 from hi_moe.config import Settings, load_providers
+from hi_moe.cost.account import usd
 from hi_moe.pipeline import Event, Journal, MetricsLog, RunRecord, RunResult, Task
 from hi_moe.pipeline.demo import demo_responder
 from hi_moe.providers.base import InferenceProvider
 from hi_moe.providers.mock import MockProvider
+from hi_moe.telemetry import sink_from_settings
 
 __all__ = ["demo_mock", "read_task", "register", "task_from_json"]
 
@@ -144,6 +146,7 @@ def run(
     chosen_task = None if resume else read_task(task, task_file)
     settings = load_settings(config, provider)
     pipeline = settings.pipeline
+    otel = sink_from_settings(settings.otel)  # None unless [otel] is enabled
     journal = Journal(pipeline.journal)
     if resume is not None:
         _resumable(journal, resume)
@@ -158,7 +161,7 @@ def run(
             started.append(event.run_id)
 
     metrics = MetricsLog(pipeline.metrics) if pipeline.metrics else None
-    sinks: list[Any] = [remember, *([metrics] if metrics else [])]
+    sinks: list[Any] = [remember, *([metrics] if metrics else []), *([otel] if otel else [])]
 
     async def go() -> RunResult:
         from hi_moe.pipeline.monitor import ProgressMonitor  # 0.1 s of imports: not for --help
@@ -181,6 +184,7 @@ def run(
                 primary=settings.provider,
                 journal=journal,
                 on_event=[*sinks, *([display] if display else [])],
+                prices=settings.prices,
             )
             if resume:
                 journal.claim(resume)
@@ -194,6 +198,9 @@ def run(
         resume_hint = f"; continue it with: hi-moe run --resume {started[0]}" if started else ""
         fail("interrupted", f"run {started[0] if started else 'not started'}{resume_hint}")
         raise typer.Exit(INTERRUPTED) from None
+    finally:
+        if otel is not None:
+            otel.close()  # the spans are exported before the command exits
     summary = result.summary()
     if as_json:
         typer.echo(json.dumps({"answer": result.answer, **summary}, indent=2))
@@ -237,19 +244,20 @@ def _print_result(result: RunResult, summary: dict[str, Any]) -> None:
     else:
         err.print(f"[red]failed:[/red] {escape(result.reason)}", soft_wrap=True)
     table = Table(title=f"run {result.run_id}: {result.status}", title_justify="left")
-    for column in ("step", "domain", "provider", "adapter", "status", "tries", "tokens"):
+    for column in ("step", "domain", "provider", "adapter", "status", "tries", "tokens", "cost"):
         table.add_column(column)
     for step in summary["steps"]:
         table.add_row(
             step["id"], step["domain"] or "", step["provider"] or "", step["adapter"] or "base",
             step["status"], str(step["attempts"]), str(step["tokens"]),
+            usd(step["cost_usd"]),
         )  # fmt: skip
     err.print(table)
     for step in summary["steps"]:  # below the table: too long for a column
         for note in step["notes"]:
             err.print(f"{step['id']}: {escape(note)}", highlight=False)
     err.print(
-        f"{summary['tokens']} tokens, {summary['wall_s']:.2f} s"
+        f"{summary['tokens']} tokens, {summary['wall_s']:.2f} s, cost {result.cost.describe()}"
         + (f"; resumed {', '.join(summary['resumed_steps'])}" if summary["resumed_steps"] else "")
         + "".join(f"\n{escape(note)}" for note in summary["notes"]),
         highlight=False,
@@ -272,15 +280,51 @@ def runs(
         return
     records = journal.runs(limit)
     if as_json:
-        typer.echo(json.dumps([json.loads(r.model_dump_json()) for r in records], indent=2))
+        listed = [
+            {
+                **json.loads(r.model_dump_json()),
+                "cost_usd": _cost_of(r)[0],
+                "report": _report_of(journal, r.run_id),
+            }
+            for r in records
+        ]
+        typer.echo(json.dumps(listed, indent=2))
         return
     table = Table(title=f"runs in {journal.path}", title_justify="left")
-    for column in ("run", "status", "steps", "task"):
+    for column in ("run", "status", "steps", "cost", "task", "report"):
         table.add_column(column)
     for record in records:
         steps = str(len(record.plan.steps)) if record.plan else "-"
-        table.add_row(record.run_id, record.state, steps, escape(record.task.prompt[:60]))
+        table.add_row(
+            record.run_id, record.state, steps, _cost_text(record),
+            escape(record.task.prompt[:60]), escape(_report_of(journal, record.run_id)),
+        )  # fmt: skip
     Console().print(table)
+
+
+def _cost_of(record: RunRecord) -> tuple[float | None, int]:
+    """The run's cost in USD from its summary (None without one) and its unpriced requests."""
+    cost = (record.summary or {}).get("cost")
+    if not isinstance(cost, dict) or not isinstance(cost.get("usd"), int | float):
+        return None, 0
+    unpriced = cost.get("unpriced_requests")
+    return float(cost["usd"]), unpriced if isinstance(unpriced, int) else 0
+
+
+def _cost_text(record: RunRecord) -> str:
+    value, unpriced = _cost_of(record)
+    if value is None:
+        return "—"
+    return usd(value) + (f" + {unpriced} unpriced" if unpriced else "")
+
+
+def _report_of(journal: Journal, run_id: str) -> str:
+    """The run's report, if written where `hi-moe report` writes it, else the command that
+    writes it."""
+    from hi_moe.report.data import report_path
+
+    path = report_path(journal.path, run_id)
+    return str(path) if path.exists() else f"hi-moe report {run_id}"
 
 
 def _show_run(journal: Journal, run_id: str, as_json: bool) -> None:

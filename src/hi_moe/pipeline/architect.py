@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hi_moe.cost.spent import Spent
 from hi_moe.errors import ConstraintViolation
 from hi_moe.pipeline.plan import Plan, Step, Task, plan_problems, plan_schema
 from hi_moe.providers.base import InferenceProvider
@@ -30,12 +31,12 @@ TESTS_RULE = " The task comes with tests: the last step must output code that pa
 
 
 class PlanRequest(BaseModel):
-    """One request the Architect made, for the metrics log."""
+    """One request the Architect made, for the metrics log and the run's cost."""
 
     model_config = ConfigDict(frozen=True)
 
-    usage: Usage
-    latency_s: float | None = None
+    spent: Spent
+    attempt: int = 1
     error: str | None = None
     provider: str = ""
     """Who answered, where known (a rejected output under a fallback may not say)."""
@@ -63,7 +64,7 @@ class PlanOutcome(BaseModel):
         fell_back: bool = False,
     ) -> PlanOutcome:
         """The outcome whose `usage` is what its `requests` cost, so the two cannot differ."""
-        usage = sum((made.usage for made in requests), Usage())
+        usage = sum((made.spent.usage for made in requests), Usage())
         return cls(
             plan=plan,
             usage=usage,
@@ -134,21 +135,24 @@ class Architect:
             try:
                 completion = await provider.complete(request)
             except ConstraintViolation as error:
-                requests.append(PlanRequest(usage=error.usage or Usage(), error="violation"))
+                spent = Spent.of_error(error)
+                requests.append(PlanRequest(spent=spent, attempt=attempt, error="violation"))
                 found = [f"the output was not a valid plan: {error.reason}"]
                 text = error.text
             else:
                 requests.extend(
-                    PlanRequest(usage=hop.usage, error=hop.error, provider=hop.provider)
+                    PlanRequest(
+                        spent=Spent.of_hop(hop),
+                        attempt=attempt,
+                        error=hop.error,
+                        provider=hop.provider,
+                    )
                     for hop in completion.hops  # providers passed over on the way
                     if hop.error != "skipped"
                 )
+                spent = Spent.of_completion(completion)
                 requests.append(
-                    PlanRequest(
-                        usage=completion.usage,
-                        latency_s=completion.latency_s,
-                        provider=completion.provider,
-                    )
+                    PlanRequest(spent=spent, attempt=attempt, provider=completion.provider)
                 )
                 text = completion.text
                 found = self._problems(completion.parsed, task)

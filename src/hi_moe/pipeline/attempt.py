@@ -17,10 +17,12 @@ our code and propagates, so it is never retried as if the model had failed.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from hi_moe.cost.spent import Spent
 from hi_moe.errors import ConstraintViolation, HiMoeError, UnknownAdapter
 from hi_moe.pipeline.dispatcher import Assignment, Dispatcher, extract_output
 from hi_moe.pipeline.plan import Step, Task
@@ -28,7 +30,7 @@ from hi_moe.pipeline.recorder import StepRecorder
 from hi_moe.pipeline.result import StepResult
 from hi_moe.providers.base import InferenceProvider
 from hi_moe.providers.fallback import FallbackProvider
-from hi_moe.types import CompletionRequest, Hop, Message, Usage
+from hi_moe.types import CompletionRequest, Hop, Message
 
 __all__ = ["Attempt", "Done", "GiveUp", "Outcome", "Resurvey", "Retry", "StepWork"]
 
@@ -145,23 +147,23 @@ class Attempt:
     async def outcome(self) -> Outcome:
         step = self.work.step
         chain = self.chain.ordered(self.dispatcher.candidates(step), on_hop=self._passed_over)
+        started = time.perf_counter()
         try:
             completion = await chain.complete_each(self._request_for)
         except ConstraintViolation as error:
-            # A chain that falls back on rejected outputs has counted this one as a hop.
-            if not chain.fallback_on(error):
-                cost = error.usage or Usage()
-                self.record.request(self._last(), cost, error=type(error).__name__)
+            self._unhopped(error, started)
             return Retry(f"the output broke its format: {error.reason}", answer=error.text)
         except UnknownAdapter as error:
+            self._unhopped(error, started)
             self.dispatcher.forget_adapters(error.provider or self._last().provider)
             return Resurvey(str(error))
         except HiMoeError as error:
+            self._unhopped(error, started)
             return GiveUp(f"{type(error).__name__}: {error}")
         assignment = self.assignments[completion.provider]
         for adapted in assignment.notes:
             self.record.note(adapted)
-        self.record.request(assignment, completion.usage, latency_s=completion.latency_s)
+        self.record.request(assignment, Spent.of_completion(completion))
         output = extract_output(step.output, completion.text, completion.parsed)
         if (problem := await self.check(self.work, output)) is not None:
             return Retry(problem, answer=completion.text)
@@ -176,6 +178,16 @@ class Attempt:
                 model=completion.model,
             )
         )
+
+    def _unhopped(self, error: HiMoeError, started: float) -> None:
+        """Record the request that ended the chain with `error`, unless the chain passed it
+        over as a hop (recorded then), or it was refused before it was sent."""
+        name, text = type(error).__name__, str(error)
+        if not error.sent or any(h.error == name and h.message == text for h in error.hops):
+            return
+        took = time.perf_counter() - started - sum(hop.latency_s for hop in error.hops)
+        spent = Spent.of_error(error).model_copy(update={"latency_s": max(took, 0.0)})
+        self.record.request(self._last(), spent, error=type(error).__name__)
 
     def _last(self) -> Assignment:
         """The assignment of the provider tried last."""

@@ -44,6 +44,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, cast
 
+from hi_moe.cost.prices import Prices
 from hi_moe.errors import ConfigError, HiMoeError
 from hi_moe.pipeline.events import EventSink
 from hi_moe.pipeline.journal import Journal, RunRecord
@@ -143,6 +144,8 @@ class TaskResult:
     tokens: int
     wall_s: float
     origin: Origin
+    cost_usd: float | None = 0.0
+    """What the task's run cost; None when a request had no price."""
     scheduling: dict[str, Any] | None = None
     """This run's `adapter_switches`, when the batch is adapter-aware (`lora_slots`)."""
     error: str | None = None
@@ -167,6 +170,9 @@ class BatchSummary:
     from_journal: int = 0
     resumed: int = 0
     tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced: int = 0
+    """Tasks some of whose requests had no price (their priced part is in `cost_usd`)."""
     wall_s: float = 0.0
     """This invocation's, from start to the last task."""
     adapter_switches: int | None = None
@@ -206,6 +212,7 @@ class Batch:
         sandbox: SandboxBackend | None = None,
         on_start: Callable[[Pending], None] | None = None,
         on_result: Callable[[TaskResult], None] | None = None,
+        prices: Prices | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -219,6 +226,7 @@ class Batch:
         self.sandbox = sandbox
         self.on_start = on_start
         self.on_result = on_result
+        self.prices = prices
         self.aware = settings.lora_slots is not None
         self.scheduler = AdapterScheduler(
             # As many slots as steps in flight: no adapter waits for one, so this is a global
@@ -263,6 +271,8 @@ class Batch:
     def _report(self, summary: BatchSummary, result: TaskResult) -> None:
         summary.tasks += 1
         summary.tokens += result.tokens
+        summary.cost_usd += result.cost_usd or 0.0
+        summary.unpriced += result.cost_usd is None
         if result.status == "succeeded":
             summary.succeeded += 1
         else:
@@ -284,6 +294,7 @@ class Batch:
             on_event=self.sinks,
             sandbox=self.sandbox,
             scheduler=self.scheduler,
+            prices=self.prices,
         )
         origin: Origin = "resumed" if pending.state == "interrupted" else "ran"
         if self.on_start is not None:
@@ -320,6 +331,7 @@ class Batch:
             tokens=result.usage.total_tokens,
             wall_s=round(result.wall_s, 3),
             origin=origin,
+            cost_usd=result.cost.usd if result.cost.complete else None,
             scheduling=self._switches(result.scheduling),
         )
 
@@ -360,6 +372,7 @@ class Batch:
             tokens=int(summary.get("tokens", 0)),
             wall_s=float(summary.get("wall_s", 0.0)),
             origin="journal",
+            cost_usd=_journaled_cost(summary.get("cost")),
             scheduling=self._switches(summary.get("scheduling")),
         )
 
@@ -374,3 +387,12 @@ class Batch:
 def _ours(record: RunRecord) -> bool:
     """Owned by this process: a batch of ours that was stopped (cancelled), not a live one."""
     return record.owner_pid == os.getpid() and record.owner_host == socket.gethostname()
+
+
+def _journaled_cost(cost: object) -> float | None:
+    """A journaled run summary's total cost (None when unpriced requests made it partial)."""
+    if not isinstance(cost, dict):
+        return 0.0  # journaled before costs were kept
+    if cost.get("unpriced_requests"):
+        return None
+    return float(cost.get("usd", 0.0))

@@ -1,5 +1,6 @@
 """The run journal: SQLite, one row per run and per finished step, so a killed run resumes
-without asking for finished steps again.
+without asking for finished steps again, and one per provider request (its timing, tokens and
+cost: what `hi-moe report` draws, for finished, failed and interrupted runs alike).
 
 Every write is its own committed transaction (WAL mode): a SIGKILL loses at most the step
 being written, never a committed one, and never leaves the file corrupt.
@@ -55,6 +56,14 @@ CREATE TABLE IF NOT EXISTS steps (
     finished REAL NOT NULL,
     PRIMARY KEY (run_id, plan_version, step_id)
 );
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    step_id TEXT,
+    data TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS requests_by_run ON requests (run_id, id);
 """
 # Columns added after the first release, with their types: added to older journals on open.
 _ADDED_COLUMNS = {"owner_host": "TEXT", "owner_pid": "INTEGER", "owner_start": "TEXT"}
@@ -147,6 +156,22 @@ class Journal:
                 (run_id, version, result.step_id, result.model_dump_json(), time.time()),
             )
             _claim(db, run_id)
+
+    def record_request(self, run_id: str, record: dict[str, Any]) -> None:
+        """One provider request of the run: the `request` event's data (`RunRecorder`)."""
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO requests (run_id, step_id, data, at) VALUES (?, ?, ?, ?)",
+                (run_id, record.get("step"), json.dumps(record, default=str), time.time()),
+            )
+
+    def requests(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's requests in the order they finished, resumed sessions included."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT data FROM requests WHERE run_id = ? ORDER BY id", (run_id,)
+            ).fetchall()
+        return [json.loads(row[0]) for row in rows]
 
     def finished_steps(self, run_id: str, version: int) -> dict[str, StepResult]:
         with self._connect() as db:

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from hi_moe import constraints
+from hi_moe.cost import Prices
 from hi_moe.errors import ConfigError, HiMoeError
 from hi_moe.pipeline.architect import Architect
 from hi_moe.pipeline.attempt import Attempt, Done, GiveUp, Resurvey, Retry, StepWork
@@ -76,9 +77,11 @@ class ProgressMonitor:
         on_event: EventSink | Sequence[EventSink] = (),
         sandbox: SandboxBackend | None = None,
         scheduler: AdapterScheduler | None = None,
+        prices: Prices | None = None,
     ) -> None:
         """`scheduler`: one to share with other monitors (many runs against one server);
-        by default each monitor makes its own when `settings.lora_slots` is set."""
+        by default each monitor makes its own when `settings.lora_slots` is set. `prices`:
+        what requests cost (`[prices]`); by default the shipped table."""
         if isinstance(providers, InferenceProvider):
             providers = {providers.name: providers}
             primary = primary or next(iter(providers))
@@ -88,6 +91,7 @@ class ProgressMonitor:
         self.primary = primary or next(iter(self.providers))
         self.settings = settings or PipelineSettings()
         self.journal = journal
+        self.prices = prices or Prices()
         self.sandbox = sandbox
         """Where code steps' tests run; by default `load_backend(settings.sandbox)`, built
         when a task with tests first needs it."""
@@ -176,6 +180,7 @@ class ProgressMonitor:
         if journaled is None:
             raise KeyError(f"no run {run_id!r} in {self.journal.path}")
         run = self._new_run(run_id, journaled.task, plan_version=journaled.plan_version)
+        run.record.carry_over()
         run.plan = journaled.plan
         done = self.journal.finished_steps(run_id, journaled.plan_version) if journaled.plan else {}
         if journaled.status != "running" and journaled.plan is not None:
@@ -186,7 +191,9 @@ class ProgressMonitor:
         return await self._drive(run, done=done)
 
     def _new_run(self, run_id: str, task: Task, *, plan_version: int = 0) -> _Run:
-        record = RunRecorder(run_id, self.sinks, self.journal, plan_version=plan_version)
+        record = RunRecorder(
+            run_id, self.sinks, self.journal, plan_version=plan_version, prices=self.prices
+        )
         return _Run(task=task, record=record)
 
     def _scheduling(self, run_id: str) -> dict[str, object] | None:
@@ -260,13 +267,9 @@ class ProgressMonitor:
 
     def _budget_left(self, run: _Run) -> str | None:
         """Why the run must stop now, or None while budget remains."""
-        budget, used = self.settings.budget, run.record.usage.total_tokens
-        if used >= budget.max_tokens:
-            return f"token budget spent ({used} of {budget.max_tokens})"
+        record = run.record
         elapsed = time.monotonic() - run.started
-        if elapsed >= budget.max_wall_s:
-            return f"time budget spent ({elapsed:.0f} s of {budget.max_wall_s:.0f} s)"
-        return None
+        return self.settings.budget.spent(record.usage.total_tokens, elapsed, record.account)
 
     # -- steps --------------------------------------------------------------------------------
 
@@ -378,6 +381,7 @@ class ProgressMonitor:
             plan=plan,
             steps=dict(results),
             usage=usage,
+            cost=run.record.account.summary(),
             wall_s=time.monotonic() - run.started,
             reason=reason,
             notes=tuple(run.record.notes),

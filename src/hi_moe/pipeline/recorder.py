@@ -7,8 +7,8 @@ counted against the budget. Two orders hold here, in one place:
 
 - a journal write comes before the event that announces it, so whoever sees `planned`,
   `step_finished` or `run_finished` (and is killed then) can resume from the journal;
-- tokens are counted where the `request` event is made, so the budget, the metrics log and
-  the step's own figure cannot disagree.
+- tokens and cost are counted where the `request` event is made (and the request journaled),
+  so the budget, the metrics log, the report and the step's own figures cannot disagree.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ import logging
 import time
 from collections.abc import Sequence
 
+from hi_moe.cost import CostAccount, Prices
+from hi_moe.cost.prices import Cost
+from hi_moe.cost.spent import Spent
 from hi_moe.pipeline.architect import PlanOutcome
 from hi_moe.pipeline.dispatcher import Assignment
 from hi_moe.pipeline.events import Event, EventKind, EventSink
@@ -42,6 +45,7 @@ class RunRecorder:
         journal: Journal | None = None,
         *,
         plan_version: int = 0,
+        prices: Prices | None = None,
     ) -> None:
         self.run_id = run_id
         self.sinks = sinks
@@ -50,12 +54,21 @@ class RunRecorder:
         """How many plans the run has had: the journal keeps finished steps per plan."""
         self.usage = Usage()
         """Every token the run's requests cost, rejected outputs included."""
+        self.prices = prices or Prices()
+        self.account = CostAccount()
+        """What every request cost, by provider and step, retries included."""
         self.notes: list[str] = []
 
     def started(self, task: Task) -> None:
         if self.journal is not None:
             self.journal.start_run(self.run_id, task)
         self.emit("run_started", detail=task.prompt[:200])
+
+    def carry_over(self) -> None:
+        """Book what the run's earlier sessions spent (it was spent, killed or not)."""
+        if self.journal is not None:
+            for earlier in self.journal.requests(self.run_id):
+                self.account.book_journaled(earlier)
 
     def resumed(self, done: Sequence[str]) -> None:
         self.emit("run_started", detail=f"resuming with {len(done)} finished steps")
@@ -79,23 +92,46 @@ class RunRecorder:
         provider: str,
         adapter: str | None,
         domain: str,
-        usage: Usage,
-        latency_s: float | None = None,
+        spent: Spent,
+        attempt: int,
+        constraint: str | None = None,
         error: str | None = None,
-    ) -> None:
-        """A request was answered (`error` None) or failed: its tokens count either way."""
+    ) -> Cost:
+        """A request was answered (`error` None) or failed: its tokens and cost count either
+        way. Journaled, then announced as a `request` event whose data is the record."""
+        usage = spent.usage
         self.usage = self.usage + usage
-        self.emit(
-            "request",
-            step_id,
-            provider=provider,
-            adapter=adapter,
-            domain=domain,
-            latency_s=None if latency_s is None else round(latency_s, 4),
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            error=error,
+        cost = self.prices.cost(
+            provider,
+            model=spent.model,
+            usage=usage,
+            busy_share_s=spent.busy_share_s,
+            cold_share_s=spent.cold_share_s,
         )
+        self.account.book(provider, step_id, cost)
+        latency = spent.latency_s
+        record: dict[str, object] = {
+            "provider": provider,
+            "adapter": adapter,
+            "domain": domain,
+            "model": spent.model,
+            "constraint": constraint,
+            "attempt": attempt,
+            "started_at": round(time.time() - (latency or 0.0), 4),
+            "latency_s": None if latency is None else round(latency, 4),
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "busy_share_s": round(spent.busy_share_s, 6),
+            "cold_share_s": round(spent.cold_share_s, 6),
+            "gpu_s": round(cost.gpu_s, 6),
+            "cost_usd": cost.usd if cost.priced else None,
+            "cost_basis": cost.basis,
+            "error": error,
+        }
+        if self.journal is not None:
+            self.journal.record_request(self.run_id, {"step": step_id, **record})
+        self.emit("request", step_id, "", **record)
+        return cost
 
     # -- planning -------------------------------------------------------------------------------
 
@@ -114,8 +150,9 @@ class RunRecorder:
                 provider=made.provider or primary,
                 adapter=None,
                 domain="plan",
-                usage=made.usage,
-                latency_s=made.latency_s,
+                spent=made.spent,
+                attempt=made.attempt,
+                constraint="json_schema",
                 error=made.error,
             )
         if outcome.fell_back:
@@ -152,6 +189,8 @@ class RunRecorder:
         data: dict[str, object] = {
             "status": result.status,
             "tokens": result.usage.total_tokens,
+            "cost_usd": result.cost.usd,
+            "unpriced_requests": result.cost.unpriced_requests,
             "wall_s": round(result.wall_s, 3),
         }
         if result.scheduling is not None:
@@ -167,10 +206,13 @@ class StepRecorder:
         self.step = step
         self.attempts = 0
         self.usage = Usage()
+        self.cost_usd = 0.0
+        self._attempt_usd = 0.0  # what the current attempt has cost so far
         self.notes: list[str] = []
         self._started = time.perf_counter()
 
     def attempt_started(self, first_choice: Assignment, last_failure: str | None) -> None:
+        self._discard_attempt()  # a new attempt: the last one's answer was not kept
         self.attempts += 1
         self.run.emit(
             "step_started" if self.attempts == 1 else "step_retried",
@@ -187,24 +229,26 @@ class StepRecorder:
             self.notes.append(text)
             self.run.emit("fell_back", self.step.id, text)
 
-    def request(
-        self,
-        assignment: Assignment,
-        usage: Usage,
-        *,
-        latency_s: float | None = None,
-        error: str | None = None,
-    ) -> None:
-        self.usage = self.usage + usage
-        self.run.request(
+    def request(self, assignment: Assignment, spent: Spent, *, error: str | None = None) -> Cost:
+        self.usage = self.usage + spent.usage
+        constraint = assignment.constraint
+        cost = self.run.request(
             self.step.id,
             provider=assignment.provider,
             adapter=assignment.adapter,
             domain=self.step.domain,
-            usage=usage,
-            latency_s=latency_s,
+            spent=spent,
+            attempt=self.attempts,
+            constraint=None if constraint is None else constraint.kind,
             error=error,
         )
+        self.cost_usd += cost.usd
+        self._attempt_usd += cost.usd
+        return cost
+
+    def _discard_attempt(self) -> None:
+        self.run.account.retried(self._attempt_usd)
+        self._attempt_usd = 0.0
 
     def hop(self, hop: Hop, assignment: Assignment) -> None:
         """The fallback chain passed over a provider (`assignment` is what it was asked)."""
@@ -213,7 +257,9 @@ class StepRecorder:
             if hop.message.startswith("cooling down"):
                 self.note(f"{hop.provider} skipped: {hop.message}")
             return
-        self.request(assignment, hop.usage, error=hop.error)
+        cost = self.request(assignment, Spent.of_hop(hop), error=hop.error)
+        self._attempt_usd -= cost.usd  # a call passed over: its answer was never kept
+        self.run.account.retried(cost.usd)
         word = "rejected its output" if hop.error == "ConstraintViolation" else "unavailable"
         self.note(f"{hop.provider} {word}: {hop.message}")
 
@@ -230,10 +276,12 @@ class StepRecorder:
             provider=result.provider,
             adapter=result.adapter,
             tokens=self.usage.total_tokens,
+            cost_usd=self.cost_usd,
         )
         return result
 
     def failed(self, failure: str) -> StepResult:
+        self._discard_attempt()
         self.run.emit("step_failed", self.step.id, failure, attempts=self.attempts)
         return self._settled(StepResult(step_id=self.step.id, status="failed", error=failure))
 
@@ -242,6 +290,7 @@ class StepRecorder:
             update={
                 "attempts": self.attempts,
                 "usage": self.usage,
+                "cost_usd": self.cost_usd,
                 "latency_s": time.perf_counter() - self._started,
                 "notes": tuple(self.notes),
             }

@@ -6,6 +6,7 @@ from typing import Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hi_moe.cost.account import RunCost
 from hi_moe.pipeline.plan import Plan
 from hi_moe.types import Usage
 
@@ -27,6 +28,8 @@ class StepResult(BaseModel):
     model: str | None = None
     attempts: int = 0
     usage: Usage = Field(default_factory=Usage)
+    cost_usd: float = 0.0
+    """What its requests cost (every attempt's; unpriced requests count nothing here)."""
     latency_s: float = 0.0
     notes: tuple[str, ...] = ()
     """Fallbacks taken and why (an adapter missing, a constraint kind unsupported, an outage)."""
@@ -46,6 +49,8 @@ class RunResult(BaseModel):
     plan: Plan | None
     steps: dict[str, StepResult]
     usage: Usage
+    cost: RunCost = Field(default_factory=RunCost)
+    """What the run cost: every request's, retries and rejected outputs included."""
     wall_s: float
     reason: str = ""
     """Why the run failed, or what it fell back on."""
@@ -70,11 +75,14 @@ class RunResult(BaseModel):
                     "adapter": r.adapter,
                     "attempts": r.attempts,
                     "tokens": r.usage.total_tokens,
+                    "cost_usd": round(r.cost_usd, 6),
                     "notes": list(r.notes),
+                    "error": r.error,
                 }
                 for r in self.steps.values()
             ],
             "tokens": self.usage.total_tokens,
+            "cost": self.cost.model_dump(mode="json"),
             "wall_s": round(self.wall_s, 3),
             "notes": list(self.notes),
             "resumed_steps": list(self.resumed_steps),

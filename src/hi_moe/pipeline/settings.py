@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from hi_moe.cost.account import CostAccount, usd
 from hi_moe.pipeline.plan import OutputKind, Step
 from hi_moe.pipeline.sandbox.settings import SandboxSettings
 from hi_moe.pipeline.specialists import DEFAULT_SPECIALISTS, default_adapters
@@ -44,6 +45,27 @@ class Budget(BaseModel):
     """Attempts per step, the first included; each retry carries the failure as feedback."""
     max_replans: Annotated[int, Field(ge=0)] = 1
     """New plans after the final step failed for good."""
+    max_cost: Annotated[float, Field(gt=0)] | None = None
+    """USD the run may spend (`[prices]` prices its requests). A request no price covers
+    stops a run that has this set: a budget that cannot be kept is not kept silently."""
+
+    def spent(self, tokens: int, elapsed_s: float, account: CostAccount) -> str | None:
+        """Why a run that used this much must stop now, or None while budget remains."""
+        if tokens >= self.max_tokens:
+            return f"token budget spent ({tokens} of {self.max_tokens})"
+        if elapsed_s >= self.max_wall_s:
+            return f"time budget spent ({elapsed_s:.0f} s of {self.max_wall_s:.0f} s)"
+        if self.max_cost is None:
+            return None
+        if account.unpriced:
+            providers = ", ".join(sorted(account.unpriced_providers))
+            return (
+                f"cost budget cannot be kept: {account.unpriced} requests to {providers} have "
+                "no price (set [prices.providers.<name>])"
+            )
+        if account.usd >= self.max_cost:
+            return f"cost budget spent ({usd(account.usd)} of {usd(self.max_cost)})"
+        return None
 
 
 class PipelineSettings(BaseModel):

@@ -28,8 +28,10 @@ from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Self, final
 from pydantic import BaseModel, ConfigDict, Field
 
 from hi_moe import constraints, deadline
+from hi_moe.cost.meter import InFlight, InFlightMeter
 from hi_moe.errors import (
     ConstraintViolation,
+    HiMoeError,
     ProviderTimeout,
     UnknownAdapter,
     UnsupportedConstraint,
@@ -108,6 +110,18 @@ class InferenceProvider(ABC):
     deadline_s: float | None = None
     """This provider's worst case for one `complete()`, every stage included; a request's
     `deadline_s` or an enclosing `hi_moe.deadline.scope` shortens it. None: no own bound."""
+    _metered: ClassVar[bool] = True
+    """Whether `complete` meters this provider's time in flight (`meter`). Off for a provider
+    that only calls others, which meter themselves."""
+    _meter: InFlightMeter | None = None
+
+    @property
+    def meter(self) -> InFlightMeter:
+        """This provider's time in flight, shared out among overlapping requests: each
+        completion's `busy_share_s`, by which GPU time is charged (`hi_moe.cost`)."""
+        if self._meter is None:
+            self._meter = InFlightMeter()
+        return self._meter
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -181,6 +195,10 @@ class InferenceProvider(ABC):
             checked = await self._acheck(request.constraint, completion)
         except ConstraintViolation as violation:
             violation.usage = completion.usage  # the tokens were spent all the same
+            violation.sent = True
+            violation.model = completion.model
+            violation.busy_share_s = completion.busy_share_s
+            violation.cold_share_s = completion.cold_share_s
             raise
         return completion.model_copy(update={"text": checked.text, "parsed": checked.parsed})
 
@@ -228,7 +246,20 @@ class InferenceProvider(ABC):
 
     async def _checked_complete(self, request: CompletionRequest) -> Completion:
         await self._admit(request)
-        return await self._accept(request, await self._complete(request))
+        if not self._metered:
+            return await self._accept(request, await self._complete(request))
+        flight: InFlight | None = None
+        try:
+            with self.meter.request() as flight:
+                completion = await self._complete(request)
+        except HiMoeError as error:
+            if flight is not None:  # a failed call occupied the server all the same
+                error.sent = True
+                error.busy_share_s, error.cold_share_s = flight.share_s, flight.cold_share_s
+            raise
+        assert flight is not None
+        shares = {"busy_share_s": flight.share_s, "cold_share_s": flight.cold_share_s}
+        return await self._accept(request, completion.model_copy(update=shares))
 
     @final
     def stream(self, request: CompletionRequest) -> CompletionStream:

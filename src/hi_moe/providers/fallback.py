@@ -253,6 +253,7 @@ class FallbackProvider(InferenceProvider):
     # the members': each one admits, validates and checks for itself, in its own dialect, and
     # one that cannot take the request is passed over. So nothing more is done here.
     _stream_type = _FallbackStream
+    _metered = False  # its members meter their own time
     # Past the deadline the members' own backstops fire first, so their typed errors (and the
     # hops) come out rather than this chain's.
     _backstop_grace_s = 2 * InferenceProvider._backstop_grace_s

@@ -72,14 +72,17 @@ class Trail:
         self._record(label, error, started)
 
     def _record(self, label: str, error: HiMoeError, started: float) -> None:
-        usage = error.usage if isinstance(error, ConstraintViolation) else None
+        violation = error if isinstance(error, ConstraintViolation) else None
         self._add(
             Hop(
                 provider=label,
                 error=type(error).__name__,
                 message=str(error),
-                usage=usage or Usage(),
+                usage=(violation.usage if violation else None) or Usage(),
+                model=violation.model if violation else None,
                 latency_s=time.perf_counter() - started,
+                busy_share_s=error.busy_share_s,
+                cold_share_s=error.cold_share_s,
             )
         )
 

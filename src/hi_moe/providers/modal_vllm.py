@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import SecretStr
 
 from hi_moe import constraints
+from hi_moe.cost.meter import current_request
 from hi_moe.errors import (
     AuthenticationError,
     BadResponse,
@@ -227,6 +228,8 @@ class VLLMProvider(OpenAICompatibleProvider):
     async def _before_request(self, timeout_s: float | None = None) -> None:
         if not self._readiness.ready:
             await self.wait_until_ready(timeout_s)
+            if (flight := current_request()) is not None:
+                flight.cold_start_over()  # its time so far went on the cold start
 
     def _after_failure(self, error: HiMoeError) -> None:
         # A 502-504, a timeout or a lost connection may be an app that scaled to zero: the
@@ -240,11 +243,10 @@ class VLLMProvider(OpenAICompatibleProvider):
         """Wait for /health to answer 200. Called before requests; call it yourself to warm a
         cold app up ahead of time.
 
-        All callers share one readiness task, bounded by the startup deadline: 64 requests
-        during a cold start cause one poll loop. Each caller waits at most `timeout_s` (and
-        what the call's deadline leaves), then gets `ProviderNotReady` while the task goes on
-        for the others. Nothing listening on a loopback port, or a host that does not
-        resolve, fails at once with `ProviderUnavailable`.
+        All callers share one readiness task, bounded by the startup deadline (64 requests
+        during a cold start cause one poll loop); each waits at most `timeout_s` and what its
+        deadline leaves, then gets `ProviderNotReady`. Nothing listening on a loopback port,
+        or a host that does not resolve, fails at once with `ProviderUnavailable`.
         """
         await self._readiness.wait(timeout_s)
 

@@ -1,0 +1,96 @@
+"""Time in flight, split among the requests that share it: how a GPU's seconds are apportioned.
+
+A GPU-priced server (vLLM on Modal) is billed by the second while it works, however many
+requests it batches. While `k` requests are in flight together each is charged `1/k` of every
+second, so the shares of any set of overlapping requests add up to exactly the time at least one
+was in flight: nothing is charged twice, and nothing while requests run is left uncharged.
+
+The meter keeps a "virtual clock" that advances by `dt / k` while `k` requests are in flight; a
+request's share is the clock's advance between its start and its end (the trick fair queueing
+uses). That is exact for any overlap and O(1) per request. One meter per provider object: the
+runs of a batch that share a provider share its meter.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+__all__ = ["InFlight", "InFlightMeter", "current_request"]
+
+Clock = Callable[[], float]
+
+
+class InFlightMeter:
+    """Shares of one provider's busy time, per request."""
+
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
+        self._in_flight = 0
+        self._virtual = 0.0
+        self._at = clock()
+        self.busy_s = 0.0
+        """Seconds during which at least one request was in flight (the shares' sum)."""
+
+    def _advance(self) -> float:
+        now = self._clock()
+        if self._in_flight:
+            self._virtual += (now - self._at) / self._in_flight
+            self.busy_s += now - self._at
+        self._at = now
+        return self._virtual
+
+    @contextmanager
+    def request(self) -> Iterator[InFlight]:
+        """Meter one request for as long as the block runs (also when it raises)."""
+        span = InFlight(self, self._advance())
+        self._in_flight += 1
+        token = _CURRENT.set(span)
+        try:
+            yield span
+        finally:
+            _CURRENT.reset(token)
+            span.end = self._advance()
+            self._in_flight -= 1
+
+    def clock(self) -> float:
+        """The virtual clock now (advanced to this instant)."""
+        return self._advance()
+
+
+class InFlight:
+    """One metered request: its share so far, and the part of it spent on a cold start."""
+
+    def __init__(self, meter: InFlightMeter, start: float) -> None:
+        self._meter = meter
+        self.start = start
+        self.end: float | None = None
+        self._cold_until: float | None = None
+
+    @property
+    def share_s(self) -> float:
+        """Its share of the provider's busy time (final once the request ended)."""
+        end = self.end if self.end is not None else self._meter.clock()
+        return end - self.start
+
+    @property
+    def cold_share_s(self) -> float:
+        """The part of `share_s` spent waiting for a cold server to come up."""
+        return 0.0 if self._cold_until is None else self._cold_until - self.start
+
+    def cold_start_over(self) -> None:
+        """Called by a provider when the wait for its cold server ended: the share until now
+        was cold-start time (which a price may charge differently)."""
+        self._cold_until = self._meter.clock()
+
+
+_CURRENT: contextvars.ContextVar[InFlight | None] = contextvars.ContextVar(
+    "hi_moe_in_flight", default=None
+)
+
+
+def current_request() -> InFlight | None:
+    """The metered request this task is in, if any (for a provider's cold-start wait)."""
+    return _CURRENT.get()

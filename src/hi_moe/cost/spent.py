@@ -1,0 +1,52 @@
+"""What one request spent, whatever came of it: what its cost is computed from."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hi_moe.errors import ConstraintViolation, HiMoeError
+from hi_moe.types import Completion, Hop, Usage
+
+__all__ = ["Spent"]
+
+
+class Spent(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    usage: Usage = Field(default_factory=Usage)
+    latency_s: float | None = None
+    model: str | None = None
+    """The model that answered, where known (what a token price is looked up by)."""
+    busy_share_s: float = 0.0
+    cold_share_s: float = 0.0
+    """Its share of the provider's busy time, and of that the cold-start wait (`cost.meter`)."""
+
+    @classmethod
+    def of_completion(cls, completion: Completion) -> Spent:
+        return cls(
+            usage=completion.usage,
+            latency_s=completion.latency_s,
+            model=completion.model,
+            busy_share_s=completion.busy_share_s,
+            cold_share_s=completion.cold_share_s,
+        )
+
+    @classmethod
+    def of_hop(cls, hop: Hop) -> Spent:
+        return cls(
+            usage=hop.usage,
+            latency_s=hop.latency_s,
+            model=hop.model,
+            busy_share_s=hop.busy_share_s,
+            cold_share_s=hop.cold_share_s,
+        )
+
+    @classmethod
+    def of_error(cls, error: HiMoeError) -> Spent:
+        violation = error if isinstance(error, ConstraintViolation) else None
+        return cls(
+            usage=(violation.usage if violation else None) or Usage(),
+            model=violation.model if violation else None,
+            busy_share_s=error.busy_share_s,
+            cold_share_s=error.cold_share_s,
+        )
