@@ -215,6 +215,8 @@ def test_bench_humaneval_reports_both_modes_side_by_side(journal: Path) -> None:
         assert report["problems"] == 2
         assert report["pass_at_1"] == 0.0  # the mock writes no solutions
         assert report["total_tokens"] > 0
+        assert report["total_cost_usd"] == 0.0  # the mock is free
+        assert report["cost_per_solved_usd"] is None  # nothing was solved
 
 
 @pytest.fixture

@@ -180,6 +180,7 @@ def test_the_tiny_model_gets_a_ready_config_that_fits_its_context(tmp_path: Path
     pipeline = settings.pipeline
     assert set(pipeline.adapters.values()) == {"python-lora", "math-lora"}
     assert max(pipeline.plan_max_tokens, *pipeline.step_max_tokens.values()) <= 512
+    assert settings.prices.providers["vllm"].free  # this machine's server costs nothing per request
 
 
 def test_write_config_does_not_overwrite_another_file(tmp_path: Path) -> None:

@@ -298,6 +298,19 @@ async def test_gpu_seconds_of_concurrent_steps_add_up_to_the_server_s_busy_time(
     assert result.cost.usd == pytest.approx(gpu.meter.busy_s, rel=1e-3)
 
 
+async def test_runs_sharing_a_server_split_its_gpu_time_and_together_pay_all_of_it() -> None:
+    gpu = MockProvider(respond=scripted(THREE, {"s1": "one", "s2": "two"}), latency_s=0.03)
+    prices = Prices(providers={"gpu": ProviderPrice(usd_per_s=1.0)})
+    runs = [monitor({"gpu": gpu}, prices) for _ in range(3)]  # a batch: one provider object
+    results = await asyncio.gather(*(run.run("t") for run, _ in runs))
+    assert all(r.status == "succeeded" for r in results)
+    assert sum(r.cost.usd for r in results) == pytest.approx(gpu.meter.busy_s, rel=1e-3)
+    # Each paid less than its requests' time in flight: the time they overlapped was split.
+    for result, (_, events) in zip(results, runs, strict=True):
+        in_flight = sum(e.data["latency_s"] for e in requests_of(events))
+        assert result.cost.usd < 0.8 * in_flight
+
+
 async def test_a_cost_budget_stops_the_run_with_its_reason() -> None:
     mock = MockProvider(respond=scripted(THREE, {"s1": "one", "s2": "two"}), adapters=ADAPTERS)
     expensive = Prices(providers={"mock": ProviderPrice(input=1e5, output=1e5)})  # $0.1/token

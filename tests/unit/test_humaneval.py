@@ -13,6 +13,7 @@ from hi_moe.bench.humaneval import (
     program_for,
     run_benchmark,
 )
+from hi_moe.cost import Prices, ProviderPrice
 from hi_moe.providers import MockProvider
 from hi_moe.types import CompletionRequest
 from tests.support import requires
@@ -82,6 +83,30 @@ async def test_the_direct_solver_asks_once_per_problem_and_counts_tokens() -> No
     assert report.total_tokens > 0
     assert len(mock.requests) == 5
     assert {r.adapter for r in mock.requests} == {"python-lora"}
+
+
+async def test_cost_per_solved_problem_counts_the_unsolved_problems_cost_too() -> None:
+    problems = load_problems(4)
+    by_prompt = {p.prompt: p for p in problems}
+    solved = set(list(by_prompt)[:2])
+
+    def half_right(request: CompletionRequest) -> str:
+        prompt = request.messages[-1].content
+        body = by_prompt[prompt].canonical_solution if prompt in solved else "    return None\n"
+        return f"```python\n{prompt}{body}```"
+
+    mock = MockProvider(respond=half_right, adapters=["python-lora"])
+    prices = Prices(providers={"mock": ProviderPrice(input=1.0, output=1.0)})
+    report = await run_benchmark(problems, direct_solver(mock, prices=prices))
+    assert report.solved == 2
+    total = report.total_cost
+    assert total == pytest.approx(report.total_tokens / 1e6)
+    assert total is not None
+    assert report.cost_per_solved == pytest.approx(total / 2)
+    assert report.to_dict()["cost_per_solved_usd"] == pytest.approx(report.cost_per_solved)
+    unpriced = await run_benchmark(problems, direct_solver(mock, prices=prices, label="acme"))
+    assert unpriced.total_cost is None  # never guessed
+    assert unpriced.cost_per_solved is None
 
 
 def test_code_is_taken_from_the_first_fence_or_as_is() -> None:

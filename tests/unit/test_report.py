@@ -346,3 +346,31 @@ def test_runs_lists_each_runs_cost_and_its_report(cli_journal: Path) -> None:
     listed = {r["run_id"]: r for r in json.loads(runner.invoke(app, ["runs", "--json"]).stdout)}
     written = cli_journal.parent / "reports" / f"{first['run_id']}.html"
     assert listed[first["run_id"]]["report"] == str(written)
+
+
+HOSTILE = '</pre><script>alert("x")</script><img src=x onerror=alert(1)>"\' onmouseover="alert(2)'
+
+
+def test_hostile_text_from_the_task_the_model_and_the_server_stays_text(journal: Journal) -> None:
+    """Everything the page shows came from somewhere else: the task, the model's answers and
+    the servers' error messages. None of it may become markup, whatever it holds."""
+    hostile_plan = plan_of(
+        ("s1", HOSTILE[:40], "math", (), "text"),
+        ("s2", "write it", "python", ("s1",), "code"),
+    )
+    down = MockProvider(
+        respond=scripted(hostile_plan, {"s1": ProviderUnavailable(HOSTILE)}), adapters=ADAPTERS
+    )
+    backup = MockProvider(
+        respond=scripted(hostile_plan, {"s1": HOSTILE, "s2": HOSTILE}), adapters=ADAPTERS
+    )
+    settings = PipelineSettings(fallbacks=["backup"], adapters={"math": HOSTILE[:30]})
+    monitor = ProgressMonitor({"down": down, "backup": backup}, settings, journal=journal)
+    result = asyncio.run(monitor.run(Task(prompt=HOSTILE), run_id="hostile"))
+    page = page_of(journal, result.run_id)
+    parsed = Page(page)
+    assert [tag for tag, _ in parsed.elements].count("script") == 1  # the page's own
+    assert not [tag for tag, _ in parsed.elements if tag == "img"]
+    handlers = [(tag, name) for tag, attrs in parsed.elements for name in attrs if name[:2] == "on"]
+    assert handlers == []
+    assert html.escape(HOSTILE) in page or html.escape(HOSTILE, quote=False) in page

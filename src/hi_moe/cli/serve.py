@@ -57,6 +57,9 @@ code_max_lines = 3
 code_line_chars = 24
 json_max_chars = 24
 lora_slots = {len(TINY_ADAPTERS)}  # the server's --max-loras: it holds both adapters at once
+
+[prices.providers.vllm]
+free = true  # a server on this machine: nothing is paid per request (on Modal: gpu = "A100-80GB")
 """
 
 
