@@ -145,6 +145,23 @@ async def test_a_provider_meters_its_own_calls_and_the_shares_match_its_busy_tim
     assert all(c.busy_share_s < c.latency_s / 2 for c in completions)
 
 
+async def test_a_stream_is_metered_until_its_last_chunk() -> None:
+    mock = MockProvider(latency_s=0.02)
+    request = CompletionRequest(messages=[Message.user("hi")], max_tokens=8)
+
+    async def read(stream_of: MockProvider) -> float:
+        stream = stream_of.stream(request)
+        async for _ in stream:
+            pass
+        assert stream.completion is not None
+        return stream.completion.busy_share_s
+
+    shares = await asyncio.gather(read(mock), read(mock), mock.complete(request))
+    total = shares[0] + shares[1] + shares[2].busy_share_s
+    assert total == pytest.approx(mock.meter.busy_s)
+    assert min(shares[0], shares[1]) > 0
+
+
 async def test_a_failed_call_carries_the_time_it_occupied() -> None:
     async def slow_then_down(request: CompletionRequest) -> ProviderUnavailable:
         await asyncio.sleep(0.05)

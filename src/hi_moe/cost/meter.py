@@ -44,14 +44,25 @@ class InFlightMeter:
 
     @contextmanager
     def request(self) -> Iterator[InFlight]:
-        """Meter one request for as long as the block runs (also when it raises)."""
-        span = InFlight(self, self._advance())
-        self._in_flight += 1
+        """Meter one request for as long as the block runs (also when it raises); inside it,
+        `current_request()` is this request."""
+        span = self.begin()
         token = _CURRENT.set(span)
         try:
             yield span
         finally:
             _CURRENT.reset(token)
+            self.finish(span)
+
+    def begin(self) -> InFlight:
+        """A request goes in flight (`finish` it; `request()` does both around a block)."""
+        span = InFlight(self, self._advance())
+        self._in_flight += 1
+        return span
+
+    def finish(self, span: InFlight) -> None:
+        """The request is no longer in flight (again: nothing)."""
+        if span.end is None:
             span.end = self._advance()
             self._in_flight -= 1
 

@@ -333,16 +333,29 @@ class CompletionStream(AsyncIterator[str]):
         started = time.perf_counter()
         parts: list[str] = []
         final: Completion | None = None
-        async for item in provider._stream(request):
-            if isinstance(item, str):
-                parts.append(item)
-                yield item
-            else:
-                final = item
+        # Metered without `current_request()`: a stream's chunks may be read from other tasks.
+        flight = provider.meter.begin() if provider._metered else None
+        try:
+            async for item in provider._stream(request):
+                if isinstance(item, str):
+                    parts.append(item)
+                    yield item
+                else:
+                    final = item
+        except HiMoeError as error:
+            if flight is not None:
+                provider.meter.finish(flight)
+                error.sent, error.busy_share_s = True, flight.share_s
+            raise
+        finally:
+            if flight is not None:
+                provider.meter.finish(flight)
         text = "".join(parts)
         if final is None:
             final = Completion(text=text, provider=provider.name, model="")
-        checked = await provider._accept(request, final.model_copy(update={"text": text}))
+        shares = {"busy_share_s": flight.share_s if flight is not None else 0.0}
+        final = final.model_copy(update={"text": text, **shares})
+        checked = await provider._accept(request, final)
         self.completion = checked.model_copy(update={"latency_s": time.perf_counter() - started})
 
 
