@@ -407,3 +407,24 @@ def test_hi_moe_run_reports_the_cost(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "cost $0.0000" in shown.output
     metrics = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
     assert all("cost_usd" in m for m in metrics if m["kind"] == "request")
+
+
+def test_an_unpriced_run_says_where_prices_are_set(capsys: pytest.CaptureFixture[str]) -> None:
+    from hi_moe.cli.runs import _print_result
+    from hi_moe.pipeline import RunResult
+
+    result = RunResult(
+        run_id="r",
+        status="failed",
+        answer=None,
+        plan=None,
+        steps={},
+        usage=Usage(),
+        cost=RunCost(requests=4, unpriced_requests=4),
+        wall_s=1.0,
+        reason="cost budget cannot be kept: 4 requests to vllm have no price (set [prices.x])",
+    )
+    _print_result(result, result.summary())
+    shown = " ".join(capsys.readouterr().err.split())  # unwrapped
+    assert "4 of 4 requests unpriced: see [prices] in the README" in shown  # text, not markup
+    assert "(set [prices.x])" in shown

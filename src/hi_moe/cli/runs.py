@@ -257,7 +257,8 @@ def _print_result(result: RunResult, summary: dict[str, Any]) -> None:
         for note in step["notes"]:
             err.print(f"{step['id']}: {escape(note)}", highlight=False)
     err.print(
-        f"{summary['tokens']} tokens, {summary['wall_s']:.2f} s, cost {result.cost.describe()}"
+        f"{summary['tokens']} tokens, {summary['wall_s']:.2f} s, "
+        f"cost {escape(result.cost.describe())}"
         + (f"; resumed {', '.join(summary['resumed_steps'])}" if summary["resumed_steps"] else "")
         + "".join(f"\n{escape(note)}" for note in summary["notes"]),
         highlight=False,
