@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from hi_moe.cli import app
 from hi_moe.config import Settings
-from hi_moe.cost import InFlight, InFlightMeter, Prices, ProviderPrice
+from hi_moe.cost import InFlight, InFlightMeter, Prices, ProviderPrice, apportion
 from hi_moe.cost.account import PLANNING, RunCost
 from hi_moe.errors import ConfigError, ProviderUnavailable, RequestRejected
 from hi_moe.pipeline import Budget, Event, Journal, PipelineSettings, ProgressMonitor
@@ -134,6 +134,43 @@ def test_shares_of_any_overlap_add_up_to_the_busy_time_exactly(
             k = sum(1 for s, n in spans if s <= tick < s + n)
             expected += 1 / k
         assert flights[i].share_s == pytest.approx(expected)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 40), st.integers(0, 20)).map(lambda s: (s[0], s[0] + s[1])),
+        max_size=10,
+    )
+)
+def test_apportioning_after_the_fact_charges_what_the_live_meter_charges(
+    spans: list[tuple[int, int]],
+) -> None:
+    shares = apportion([(float(a), float(b)) for a, b in spans])
+    clock = FakeClock()
+    meter = InFlightMeter(clock)
+    live: dict[int, InFlight] = {}
+    opened: dict[int, AbstractContextManager[InFlight]] = {}
+    for at, is_start, i in sorted(
+        [(a, 1, i) for i, (a, b) in enumerate(spans) if b > a]
+        + [(b, 0, i) for i, (a, b) in enumerate(spans) if b > a]
+    ):
+        clock.now = float(at)
+        if is_start:
+            opened[i] = meter.request()
+            live[i] = opened[i].__enter__()
+        else:
+            opened.pop(i).__exit__(None, None, None)
+    for i, share in enumerate(shares):
+        assert share == pytest.approx(live[i].share_s if i in live else 0.0)
+    busy = {t for a, b in spans for t in range(a, b)}
+    assert sum(shares) == pytest.approx(len(busy))
+
+
+def test_apportioning_refuses_a_span_that_ends_before_it_starts() -> None:
+    with pytest.raises(ValueError, match="ends before it starts"):
+        apportion([(2.0, 1.0)])
+    assert apportion([]) == []
+    assert apportion([(1.0, 1.0), (0.0, 4.0)]) == [0.0, 4.0]
 
 
 async def test_a_provider_meters_its_own_calls_and_the_shares_match_its_busy_time() -> None:

@@ -2,7 +2,7 @@
 requests by their time in flight, and the per-run account the pipeline keeps."""
 
 from hi_moe.cost.account import CostAccount, RunCost
-from hi_moe.cost.meter import InFlight, InFlightMeter, current_request
+from hi_moe.cost.meter import InFlight, InFlightMeter, apportion, current_request
 from hi_moe.cost.prices import Cost, CostBasis, Prices, ProviderPrice, TokenPrice
 
 __all__ = [
@@ -15,5 +15,6 @@ __all__ = [
     "ProviderPrice",
     "RunCost",
     "TokenPrice",
+    "apportion",
     "current_request",
 ]

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import contextvars
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-__all__ = ["InFlight", "InFlightMeter", "current_request"]
+__all__ = ["InFlight", "InFlightMeter", "apportion", "current_request"]
 
 Clock = Callable[[], float]
 
@@ -105,3 +105,31 @@ _CURRENT: contextvars.ContextVar[InFlight | None] = contextvars.ContextVar(
 def current_request() -> InFlight | None:
     """The metered request this task is in, if any (for a provider's cold-start wait)."""
     return _CURRENT.get()
+
+
+def apportion(spans: Sequence[tuple[float, float]]) -> list[float]:
+    """Each `(start, end)` request's share of the time the requests were in flight, as
+    `InFlightMeter` charges it live: while `k` are in flight, each gets `1/k` of every second.
+    The shares add up to the length of the spans' union. For intervals known after the fact
+    (a journal's, say)."""
+    if any(end < start for start, end in spans):
+        raise ValueError("a span ends before it starts")
+    # At one instant, ends before starts: a request that ends as another begins shares nothing.
+    timed = [(i, start, end) for i, (start, end) in enumerate(spans) if end > start]
+    changes = sorted(
+        [(start, 1, i) for i, start, _ in timed] + [(end, 0, i) for i, _, end in timed]
+    )
+    shares = [0.0] * len(spans)
+    virtual, at, in_flight = 0.0, 0.0, 0
+    began: dict[int, float] = {}
+    for when, starts, i in changes:
+        if in_flight:
+            virtual += (when - at) / in_flight
+        at = when
+        if starts:
+            began[i] = virtual
+            in_flight += 1
+        else:
+            shares[i] = virtual - began.pop(i)
+            in_flight -= 1
+    return shares
