@@ -64,6 +64,7 @@ class HiMoeError(Exception):
     shares below by the provider that raised it."""
     busy_share_s: float = 0.0
     cold_share_s: float = 0.0
+    cold_wait_s: float = 0.0
     """Set by the provider that raised it: what the failed call occupied of that provider's
     time (`Completion.busy_share_s`), so a failed request's GPU time is charged too."""
 

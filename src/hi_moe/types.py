@@ -339,6 +339,7 @@ class Hop(BaseModel):
     """The model that gave a rejected output, where known."""
     busy_share_s: Annotated[float, Field(ge=0.0)] = 0.0
     cold_share_s: Annotated[float, Field(ge=0.0)] = 0.0
+    cold_wait_s: Annotated[float, Field(ge=0.0)] = 0.0
     """What the failed call occupied of its provider (see `Completion.busy_share_s`)."""
 
 
@@ -363,3 +364,5 @@ class Completion(BaseModel):
     requests in flight then (`hi_moe.cost.meter`). What GPU time is apportioned by."""
     cold_share_s: Annotated[float, Field(ge=0.0)] = 0.0
     """The part of `busy_share_s` spent waiting for a cold server to start."""
+    cold_wait_s: Annotated[float, Field(ge=0.0)] = 0.0
+    """Wall-clock seconds this call waited for a cold server to start."""

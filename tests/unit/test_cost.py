@@ -86,6 +86,20 @@ def test_two_overlapping_requests_split_the_overlap_evenly() -> None:
     assert meter.busy_s == pytest.approx(15.0)
 
 
+def test_requests_waiting_for_one_cold_start_each_waited_all_of_it_and_pay_their_share() -> None:
+    clock = FakeClock()
+    meter = InFlightMeter(clock)
+    with meter.request() as first, meter.request() as second:
+        clock.now = 60.0  # the container came up
+        first.cold_start_over()
+        second.cold_start_over()
+        clock.now = 62.0
+    for flight in (first, second):
+        assert flight.cold_wait_s == 60.0  # what each waited, as a person sees it
+        assert flight.cold_share_s == pytest.approx(30.0)  # what each is charged for it
+        assert flight.share_s == pytest.approx(31.0)
+
+
 def test_idle_time_between_requests_is_charged_to_nobody() -> None:
     clock = FakeClock()
     meter = InFlightMeter(clock)

@@ -79,6 +79,9 @@ class InFlight:
         self.start = start
         self.end: float | None = None
         self._cold_until: float | None = None
+        self._began = meter._clock()
+        self.cold_wait_s = 0.0
+        """Wall-clock seconds it waited for a cold server (its share of them: `cold_share_s`)."""
 
     @property
     def share_s(self) -> float:
@@ -95,6 +98,7 @@ class InFlight:
         """Called by a provider when the wait for its cold server ended: the share until now
         was cold-start time (which a price may charge differently)."""
         self._cold_until = self._meter.clock()
+        self.cold_wait_s = self._meter._clock() - self._began
 
 
 _CURRENT: contextvars.ContextVar[InFlight | None] = contextvars.ContextVar(

@@ -20,6 +20,8 @@ class Spent(BaseModel):
     busy_share_s: float = 0.0
     cold_share_s: float = 0.0
     """Its share of the provider's busy time, and of that the cold-start wait (`cost.meter`)."""
+    cold_wait_s: float = 0.0
+    """Wall-clock seconds it waited for a cold server."""
 
     @classmethod
     def of_completion(cls, completion: Completion) -> Spent:
@@ -29,6 +31,7 @@ class Spent(BaseModel):
             model=completion.model,
             busy_share_s=completion.busy_share_s,
             cold_share_s=completion.cold_share_s,
+            cold_wait_s=completion.cold_wait_s,
         )
 
     @classmethod
@@ -39,6 +42,7 @@ class Spent(BaseModel):
             model=hop.model,
             busy_share_s=hop.busy_share_s,
             cold_share_s=hop.cold_share_s,
+            cold_wait_s=hop.cold_wait_s,
         )
 
     @classmethod
@@ -49,4 +53,5 @@ class Spent(BaseModel):
             model=violation.model if violation else None,
             busy_share_s=error.busy_share_s,
             cold_share_s=error.cold_share_s,
+            cold_wait_s=error.cold_wait_s,
         )

@@ -123,6 +123,7 @@ class RunRecorder:
             "completion_tokens": usage.completion_tokens,
             "busy_share_s": round(spent.busy_share_s, 6),
             "cold_share_s": round(spent.cold_share_s, 6),
+            "cold_wait_s": round(spent.cold_wait_s, 4),
             "gpu_s": round(cost.gpu_s, 6),
             "cost_usd": cost.usd if cost.priced else None,
             "cost_basis": cost.basis,

@@ -199,6 +199,7 @@ class InferenceProvider(ABC):
             violation.model = completion.model
             violation.busy_share_s = completion.busy_share_s
             violation.cold_share_s = completion.cold_share_s
+            violation.cold_wait_s = completion.cold_wait_s
             raise
         return completion.model_copy(update={"text": checked.text, "parsed": checked.parsed})
 
@@ -256,9 +257,14 @@ class InferenceProvider(ABC):
             if flight is not None:  # a failed call occupied the server all the same
                 error.sent = True
                 error.busy_share_s, error.cold_share_s = flight.share_s, flight.cold_share_s
+                error.cold_wait_s = flight.cold_wait_s
             raise
         assert flight is not None
-        shares = {"busy_share_s": flight.share_s, "cold_share_s": flight.cold_share_s}
+        shares = {
+            "busy_share_s": flight.share_s,
+            "cold_share_s": flight.cold_share_s,
+            "cold_wait_s": flight.cold_wait_s,
+        }
         return await self._accept(request, completion.model_copy(update=shares))
 
     @final

@@ -83,6 +83,7 @@ class Trail:
                 latency_s=time.perf_counter() - started,
                 busy_share_s=error.busy_share_s,
                 cold_share_s=error.cold_share_s,
+                cold_wait_s=error.cold_wait_s,
             )
         )
 

@@ -59,6 +59,8 @@ class Request:
     prompt_tokens: int
     completion_tokens: int
     cold_share_s: float
+    cold_wait_s: float
+    """Wall-clock seconds waiting for a cold server (what the bar's cold segment shows)."""
     gpu_s: float
     cost_usd: float | None
     cost_basis: str
@@ -224,6 +226,8 @@ def _request(index: int, raw: dict[str, Any]) -> Request:
         prompt_tokens=int(_float(raw.get("prompt_tokens")) or 0),
         completion_tokens=int(_float(raw.get("completion_tokens")) or 0),
         cold_share_s=_float(raw.get("cold_share_s")) or 0.0,
+        # Journaled before the wait was recorded: its share is the best figure there is.
+        cold_wait_s=_float(raw.get("cold_wait_s")) or _float(raw.get("cold_share_s")) or 0.0,
         gpu_s=_float(raw.get("gpu_s")) or 0.0,
         cost_usd=_float(raw.get("cost_usd")),
         cost_basis=str(raw.get("cost_basis") or "unpriced"),

@@ -178,7 +178,7 @@ def _tick_step(span: float) -> float:
 
 
 def _cold_w(request: Request, scale: float, width: float) -> float:
-    return min(request.cold_share_s * scale, width) if request.cold_share_s > 0 else 0.0
+    return min(request.cold_wait_s * scale, width) if request.cold_wait_s > 0 else 0.0
 
 
 def _label(request: Request, cold_w: float) -> str:
@@ -225,8 +225,12 @@ def _tip(request: Request) -> str:
                 if part
             )
         )
-    if request.cold_share_s:
-        lines.append(f"cold start: {seconds(request.cold_share_s)}")
+    if request.cold_wait_s:
+        charged = f" (its share of the server's time: {seconds(request.cold_share_s)})"
+        shared = request.cold_share_s < 0.95 * request.cold_wait_s
+        lines.append(
+            f"cold start: waited {seconds(request.cold_wait_s)}{charged if shared else ''}"
+        )
     if request.fallback_from:
         lines.append(f"fallback: {request.fallback_from} failed ({request.fallback_error})")
     if request.error:
