@@ -127,7 +127,19 @@ OTHER_CASES = [
     Case(["bench", "humaneval", "--concurrency", "0"], "--concurrency"),
     Case(["bench", "nonesuch"], "nonesuch"),
     Case(["health", "--wait", "-5"], "--wait"),
-]
+    Case(["report", "no-such-run"], "no-such-run"),
+    Case(["report", ""], "RUN_ID"),
+    Case(["report"], "RUN_ID"),
+    Case(["runs", "no-such-run"], "no-such-run"),
+    Case(["run", "x"], "unknown GPU type 'H1000'",
+         files={"hi_moe.toml": '[prices.providers.vllm]\ngpu = "H1000"\n'}),
+    Case(["run", "x"], "exactly one of",
+         files={"hi_moe.toml": '[prices.providers.vllm]\ngpu = "H100"\nfree = true\n'}),
+    Case(["run", "x"], "input",
+         files={"hi_moe.toml": '[prices.models.m]\ninput = -1\noutput = 1\n'}),
+    Case(["run", "x"], "max_cost", env={"HI_MOE_PIPELINE__BUDGET__MAX_COST": "-1"}),
+    Case(["run", "x"], "exporter", files={"hi_moe.toml": '[otel]\nexporter = "zipkin"\n'}),
+]  # fmt: skip
 
 
 ONE_TASK = '{"prompt": "Add two numbers"}\n'

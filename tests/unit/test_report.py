@@ -319,9 +319,9 @@ def test_hi_moe_report_writes_the_page_beside_the_journal_and_prints_where(
     assert elsewhere.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
 
 
-def test_hi_moe_report_on_an_unknown_run_is_one_line_and_status_1(cli_journal: Path) -> None:
+def test_hi_moe_report_on_an_unknown_run_is_one_line_and_status_2(cli_journal: Path) -> None:
     result = runner.invoke(app, ["report", "no-such-run"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # bad usage, as `hi-moe runs no-such-run` is
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert "no-such-run" in lines[0]

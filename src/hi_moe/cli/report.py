@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from hi_moe.cli.common import ConfigOption, load_settings, nonempty
-from hi_moe.cli.failures import FAILED, fail
 from hi_moe.pipeline import Journal
 
 __all__ = ["register"]
@@ -40,7 +39,8 @@ def report(
     settings = load_settings(config)
     journal = Journal(settings.pipeline.journal)
     written = write_report(journal, run_id, out)
-    if written is None:
-        fail("no such run", f"{run_id!r} is not in {journal.path} (see `hi-moe runs`)")
-        raise typer.Exit(FAILED)
+    if written is None:  # bad usage, as for `hi-moe runs RUN_ID`: exit status 2
+        raise typer.BadParameter(
+            f"no run {run_id!r} in {journal.path} (see `hi-moe runs`)", param_hint="RUN_ID"
+        )
     typer.echo(str(written))
