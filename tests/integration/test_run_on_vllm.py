@@ -81,6 +81,17 @@ gpu = "A100-80GB"
     assert cost["gpu_s"] == pytest.approx(sum(m["gpu_s"] for m in requests), rel=1e-3)
     assert cost["usd"] == pytest.approx(cost["gpu_s"] * 0.000694, rel=1e-3)
     assert cost["usd"] == pytest.approx(sum(m["cost_usd"] for m in requests), rel=1e-6)
+    # And the run's report draws every one of those requests.
+    out = tmp_path / "report.html"
+    drawn = subprocess.run(
+        [sys.executable, "-m", "hi_moe", "report", report["run_id"], "--out", str(out),
+         "--config", str(config)],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert drawn.returncode == 0, drawn.stderr
+    page = out.read_text(encoding="utf-8")
+    assert page.count('<g class="attempt') == len(requests)
+    assert page.count('<g class="dag-node') == len(report["steps"])
 
 
 async def test_concurrent_requests_share_the_server_s_gpu_time_exactly(
