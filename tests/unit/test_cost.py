@@ -350,6 +350,38 @@ async def test_a_call_that_ends_the_step_is_booked_once_and_one_refused_unsent_i
     ]  # the hop is booked once, as a hop
 
 
+async def test_planning_that_fails_for_good_still_books_what_it_sent() -> None:
+    def down(request: CompletionRequest) -> RequestRejected:
+        return RequestRejected("the server refused it", status_code=400)
+
+    rejecting = MockProvider(respond=down)
+    run, events = monitor(rejecting)
+    result = await run.run("t")
+    assert result.status == "failed"
+    assert result.reason.startswith("RequestRejected")
+    made = requests_of(events)
+    assert [(e.data["domain"], e.data["error"]) for e in made] == [("plan", "RequestRejected")]
+    assert result.cost.requests == 1
+
+
+async def test_a_plan_rejected_then_answered_elsewhere_is_booked_once_per_request() -> None:
+    def broken(request: CompletionRequest) -> str:
+        return "not a plan"  # breaks the plan schema
+
+    rejecting = MockProvider(respond=broken)
+    backup = MockProvider(respond=scripted(CODE, {"s1": "print(1)"}))
+    run, events = monitor(
+        {"primary": rejecting, "backup": backup}, fallbacks=["backup"], fallback_on_rejected=True
+    )
+    result = await run.run("t")
+    assert result.status == "succeeded", result.reason
+    plans = [
+        (e.data["provider"], e.data["error"]) for e in requests_of(events) if e.step_id is None
+    ]
+    assert plans == [("primary", "ConstraintViolation"), ("backup", None)]
+    assert result.cost.requests == len(requests_of(events))
+
+
 async def test_gpu_seconds_of_concurrent_steps_add_up_to_the_server_s_busy_time() -> None:
     gpu = MockProvider(respond=scripted(THREE, {"s1": "one", "s2": "two"}), latency_s=0.05)
     prices = Prices(providers={"gpu": ProviderPrice(usd_per_s=1.0)})  # $1 per busy second

@@ -7,7 +7,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from hi_moe.errors import ConstraintViolation, HiMoeError
 from hi_moe.types import Completion, Hop, Usage
 
-__all__ = ["Spent"]
+__all__ = ["Spent", "unrecorded"]
+
+
+def unrecorded(error: HiMoeError) -> bool:
+    """Whether `error` ended a request that was sent and that no hop of the chain it came out
+    of records (a chain records each provider it passed over, and raises the last failure)."""
+    name, text = type(error).__name__, str(error)
+    return error.sent and not any(h.error == name and h.message == text for h in error.hops)
 
 
 class Spent(BaseModel):

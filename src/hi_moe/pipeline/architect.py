@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hi_moe.cost.spent import Spent
-from hi_moe.errors import ConstraintViolation
+from hi_moe.cost.spent import Spent, unrecorded
+from hi_moe.errors import ConstraintViolation, HiMoeError
 from hi_moe.pipeline.plan import Plan, Step, Task, plan_problems, plan_schema
 from hi_moe.providers.base import InferenceProvider
-from hi_moe.types import CompletionRequest, JsonSchema, Message, Usage
+from hi_moe.types import CompletionRequest, Hop, JsonSchema, Message, Usage
 
 __all__ = ["Architect", "PlanOutcome"]
 
@@ -118,13 +118,19 @@ class Architect:
         return [Message.system(system), Message.user(user)]
 
     async def plan(
-        self, provider: InferenceProvider, task: Task, *, feedback: str | None = None
+        self,
+        provider: InferenceProvider,
+        task: Task,
+        *,
+        feedback: str | None = None,
+        on_request: Callable[[PlanRequest], None] | None = None,
     ) -> PlanOutcome:
         """Ask `provider` for a plan. Provider errors other than a broken plan propagate (the
-        caller decides whether another provider should plan)."""
+        caller decides whether another provider should plan). `on_request` hears of each
+        request as it ends, those of a call that then raises included (they were paid for)."""
         messages = self.messages(task, feedback)
         problems: list[str] = []
-        requests: list[PlanRequest] = []
+        requests = _Heard(on_request)
         for attempt in range(1, self.max_repairs + 2):
             request = CompletionRequest(
                 messages=messages,
@@ -135,21 +141,20 @@ class Architect:
             try:
                 completion = await provider.complete(request)
             except ConstraintViolation as error:
-                spent = Spent.of_error(error)
-                requests.append(PlanRequest(spent=spent, attempt=attempt, error="violation"))
+                requests.extend(_passed_over(error.hops, attempt))
+                if unrecorded(error):
+                    spent = Spent.of_error(error)
+                    requests.append(PlanRequest(spent=spent, attempt=attempt, error="violation"))
                 found = [f"the output was not a valid plan: {error.reason}"]
                 text = error.text
+            except HiMoeError as error:
+                requests.extend(_passed_over(error.hops, attempt))
+                if unrecorded(error):
+                    spent, name = Spent.of_error(error), type(error).__name__
+                    requests.append(PlanRequest(spent=spent, attempt=attempt, error=name))
+                raise
             else:
-                requests.extend(
-                    PlanRequest(
-                        spent=Spent.of_hop(hop),
-                        attempt=attempt,
-                        error=hop.error,
-                        provider=hop.provider,
-                    )
-                    for hop in completion.hops  # providers passed over on the way
-                    if hop.error != "skipped"
-                )
+                requests.extend(_passed_over(completion.hops, attempt))
                 spent = Spent.of_completion(completion)
                 requests.append(
                     PlanRequest(spent=spent, attempt=attempt, provider=completion.provider)
@@ -202,3 +207,31 @@ def plan_json(plan: Plan) -> str:
             ]
         }
     )
+
+
+def _passed_over(hops: Sequence[Hop], attempt: int) -> list[PlanRequest]:
+    """The requests to providers a chain passed over on the way (a skip sent nothing)."""
+    return [
+        PlanRequest(
+            spent=Spent.of_hop(hop), attempt=attempt, error=hop.error, provider=hop.provider
+        )
+        for hop in hops
+        if hop.error != "skipped"
+    ]
+
+
+class _Heard(list[PlanRequest]):
+    """The requests made so far, each told to a listener as it is added."""
+
+    def __init__(self, listener: Callable[[PlanRequest], None] | None) -> None:
+        super().__init__()
+        self._listener = listener
+
+    def append(self, made: PlanRequest) -> None:
+        super().append(made)
+        if self._listener is not None:
+            self._listener(made)
+
+    def extend(self, made: Iterable[PlanRequest]) -> None:
+        for one in made:
+            self.append(one)

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from hi_moe.cost.spent import Spent
+from hi_moe.cost.spent import Spent, unrecorded
 from hi_moe.errors import ConstraintViolation, HiMoeError, UnknownAdapter
 from hi_moe.pipeline.dispatcher import Assignment, Dispatcher, extract_output
 from hi_moe.pipeline.plan import Step, Task
@@ -182,8 +182,7 @@ class Attempt:
     def _unhopped(self, error: HiMoeError, started: float) -> None:
         """Record the request that ended the chain with `error`, unless the chain passed it
         over as a hop (recorded then), or it was refused before it was sent."""
-        name, text = type(error).__name__, str(error)
-        if not error.sent or any(h.error == name and h.message == text for h in error.hops):
+        if not unrecorded(error):
             return
         took = time.perf_counter() - started - sum(hop.latency_s for hop in error.hops)
         spent = Spent.of_error(error).model_copy(update={"latency_s": max(took, 0.0)})

@@ -249,8 +249,13 @@ class ProgressMonitor:
         """Plan on the primary provider, falling back in the configured order."""
         names = list(dict.fromkeys([self.primary, *self.settings.fallbacks]))
         chain = self.chain.ordered(names, on_hop=lambda hop: run.record.planning_hop(hop, names))
-        outcome = await self.architect.plan(chain, run.task, feedback=feedback)
-        run.record.plan_made(outcome, self.primary)
+        outcome = await self.architect.plan(
+            chain,
+            run.task,
+            feedback=feedback,
+            on_request=lambda made: run.record.plan_request(made, self.primary),
+        )
+        run.record.plan_made(outcome)
         self._adopt(
             run,
             outcome.plan,

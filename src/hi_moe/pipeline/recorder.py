@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from hi_moe.cost import CostAccount, Prices
 from hi_moe.cost.prices import Cost
 from hi_moe.cost.spent import Spent
-from hi_moe.pipeline.architect import PlanOutcome
+from hi_moe.pipeline.architect import PlanOutcome, PlanRequest
 from hi_moe.pipeline.dispatcher import Assignment
 from hi_moe.pipeline.events import Event, EventKind, EventSink
 from hi_moe.pipeline.journal import Journal
@@ -144,18 +144,21 @@ class RunRecorder:
         where = f"planning on {later[0]}" if later else "planning"
         self.emit("fell_back", detail=f"{where}: {hop.provider}: {hop.message}")
 
-    def plan_made(self, outcome: PlanOutcome, primary: str) -> None:
-        for made in outcome.requests:
-            self.request(
-                None,
-                provider=made.provider or primary,
-                adapter=None,
-                domain="plan",
-                spent=made.spent,
-                attempt=made.attempt,
-                constraint="json_schema",
-                error=made.error,
-            )
+    def plan_request(self, made: PlanRequest, primary: str) -> None:
+        """A planning request ended (heard as it happens: a planning call that then fails
+        for good has still cost what its requests cost)."""
+        self.request(
+            None,
+            provider=made.provider or primary,
+            adapter=None,
+            domain="plan",
+            spent=made.spent,
+            attempt=made.attempt,
+            constraint="json_schema",
+            error=made.error,
+        )
+
+    def plan_made(self, outcome: PlanOutcome) -> None:
         if outcome.fell_back:
             note = "the model gave no usable plan; fell back to one step: " + "; ".join(
                 outcome.problems[-3:]
