@@ -293,7 +293,8 @@ def runs(
         return
     table = Table(title=f"runs in {journal.path}", title_justify="left")
     for column in ("run", "status", "steps", "cost", "task", "report"):
-        table.add_column(column)
+        # Ids and paths wrap, never cut: they are there to be copied.
+        table.add_column(column, overflow="fold" if column in ("run", "report") else "ellipsis")
     for record in records:
         steps = str(len(record.plan.steps)) if record.plan else "-"
         table.add_row(
@@ -341,18 +342,21 @@ def _show_run(journal: Journal, run_id: str, as_json: bool) -> None:
     out = Console()
     out.print(f"run {record.run_id}: {record.state}", highlight=False)
     out.print(f"task: {escape(record.task.prompt)}", highlight=False)
-    table = Table("step", "domain", "goal", "status", "provider/adapter", "tries", "tokens")
+    table = Table("step", "domain", "goal", "status", "provider/adapter", "tries", "tokens", "cost")
     for step in record.plan.steps if record.plan else ():
         done = finished.get(step.id)
         where = f"{done.provider}/{done.adapter or 'base'}" if done else ""
         table.add_row(
             step.id, step.domain, escape(step.goal[:50]), done.status if done else "not finished",
             where, str(done.attempts) if done else "", str(done.usage.total_tokens) if done else "",
+            usd(done.cost_usd) if done else "",
         )  # fmt: skip
     if record.plan:
         out.print(table)
     else:
         out.print("not planned yet")
+    if _cost_of(record)[0] is not None:
+        out.print(f"cost: {_cost_text(record)}; report: {escape(_report_of(journal, run_id))}")
     if record.answer is not None:
         out.print(record.answer, markup=False, highlight=False)
     if record.state == "interrupted":
