@@ -96,6 +96,41 @@ def test_a_run_whose_process_is_gone_is_interrupted_and_one_alive_is_running(
     assert "still running" in again.stderr
 
 
+def test_a_library_resume_takes_the_run_over_and_refuses_one_another_process_runs(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    from hi_moe.errors import ConfigError
+    from hi_moe.pipeline import ProgressMonitor
+    from hi_moe.pipeline.journal import _started
+    from hi_moe.providers import MockProvider
+
+    path = tmp_path / "journal.sqlite"
+    book = Journal(path)
+    book.start_run("theirs", Task(prompt="a"))
+    book.start_run("killed", Task(prompt="b"))
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with sqlite3.connect(path) as db:
+            db.execute(
+                "UPDATE runs SET owner_pid = ?, owner_start = ? WHERE run_id = 'theirs'",
+                (other.pid, _started(other.pid)),
+            )
+            db.execute("UPDATE runs SET owner_pid = ? WHERE run_id = 'killed'", (dead_pid(),))
+        monitor = ProgressMonitor(MockProvider(), journal=book)
+        with pytest.raises(ConfigError, match=f"still running \\(pid {other.pid}"):
+            asyncio.run(monitor.resume("theirs"))
+        result = asyncio.run(monitor.resume("killed"))
+        assert result.status == "succeeded", result.reason
+        record = book.load_run("killed")
+        assert record is not None
+        assert record.owner_pid == os.getpid()
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_a_journal_from_before_owners_gets_the_columns_and_keeps_its_runs(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
     with sqlite3.connect(path) as db:

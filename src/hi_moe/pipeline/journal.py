@@ -26,6 +26,7 @@ from typing import Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, computed_field
 
+from hi_moe.errors import ConfigError
 from hi_moe.pipeline.plan import Plan, Task
 from hi_moe.pipeline.result import StepResult
 
@@ -138,6 +139,21 @@ class Journal:
         """Record this process as the one running `run_id` (before resuming it)."""
         with self._connect() as db:
             _claim(db, run_id)
+
+    def take_over(self, run_id: str) -> RunRecord | None:
+        """The run, claimed for this process to resume; None if there is no such run.
+        `ConfigError` if another process that is alive runs it: two processes resuming one run
+        would ask for its steps twice."""
+        record = self.load_run(run_id)
+        if record is None:
+            return None
+        if record.status == "running" and record.owner_alive and record.owner_pid != os.getpid():
+            raise ConfigError(
+                f"run {run_id} is still running (pid {record.owner_pid} on {record.owner_host})"
+            )
+        if record.status == "running":
+            self.claim(run_id)
+        return record
 
     def save_plan(self, run_id: str, plan: Plan, version: int) -> None:
         with self._connect() as db:

@@ -173,10 +173,11 @@ class ProgressMonitor:
 
     async def resume(self, run_id: str) -> RunResult:
         """Continue a journaled run: finished steps are taken from the journal, not asked again.
-        A run that already finished returns its journaled result."""
+        A run that already finished returns its journaled result; one that another live
+        process runs is a `ConfigError`."""
         if self.journal is None:
             raise ValueError("resume needs a journal")
-        journaled = self.journal.load_run(run_id)
+        journaled = self.journal.take_over(run_id)
         if journaled is None:
             raise KeyError(f"no run {run_id!r} in {self.journal.path}")
         run = self._new_run(run_id, journaled.task, plan_version=journaled.plan_version)
