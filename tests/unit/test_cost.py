@@ -464,6 +464,35 @@ async def test_a_resumed_run_keeps_what_it_spent_before_the_kill(tmp_path: Path)
     assert finished.cost.usd == pytest.approx(result.cost.usd)
 
 
+async def test_a_request_cancelled_in_flight_is_booked_with_the_time_it_held_the_server(
+    tmp_path: Path,
+) -> None:
+    journal = Journal(tmp_path / "journal.sqlite")
+    asked = asyncio.Event()
+
+    async def hang(request: CompletionRequest) -> str:
+        asked.set()
+        await asyncio.Event().wait()
+        return "never"
+
+    gpu = MockProvider(respond=scripted(THREE, {"s1": "one", "s2": "two", "s3": hang}))
+    prices = Prices(providers={"gpu": ProviderPrice(usd_per_s=1.0)})
+    run, events = monitor({"gpu": gpu}, prices, journal=journal)
+    task = asyncio.create_task(run.run("t", run_id="r"))
+    await asyncio.wait_for(asked.wait(), 10)
+    await asyncio.sleep(0.05)  # s3's request holds the server for a while
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (cancelled,) = [e for e in requests_of(events) if e.data["error"] == "Cancelled"]
+    assert cancelled.step_id == "s3"
+    assert cancelled.data["busy_share_s"] >= 0.04
+    assert cancelled.data["cost_usd"] == pytest.approx(cancelled.data["busy_share_s"], abs=1e-6)
+    booked = journal.requests("r")
+    assert booked[-1]["error"] == "Cancelled"  # a resumed run carries it over
+    assert sum(r["busy_share_s"] for r in booked) == pytest.approx(gpu.meter.busy_s, rel=1e-3)
+
+
 def test_run_costs_add_up() -> None:
     a = RunCost(usd=1.0, requests=2, by_provider={"x": 1.0}, by_step={"s": 1.0})
     b = RunCost(usd=0.5, requests=1, unpriced_requests=1, by_provider={"x": 0.25, "y": 0.25})

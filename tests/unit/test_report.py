@@ -259,8 +259,10 @@ def test_an_interrupted_run_shows_what_the_journal_has(journal: Journal) -> None
     text = render(data)
     page = Page(text)
     status = {n["data-step"]: n["data-status"] for n in page.with_class("dag-node")}
-    assert status == {"s1": "done", "s2": "done", "s3": "not run"}  # s3's request never ended
-    assert len(page.bars()) == len(journal.requests("cut")) == 3
+    # s3's request was cancelled in flight: booked (it held the server), its step unfinished.
+    assert status == {"s1": "done", "s2": "done", "s3": "unfinished"}
+    assert len(page.bars()) == len(journal.requests("cut")) == 4
+    assert journal.requests("cut")[-1]["error"] == "Cancelled"
     assert ">interrupted<" in text
     assert "hi-moe run --resume cut" in text
     assert "No answer: the run was interrupted." in text

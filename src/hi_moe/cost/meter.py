@@ -13,12 +13,13 @@ runs of a batch that share a provider share its meter.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-__all__ = ["InFlight", "InFlightMeter", "apportion", "current_request"]
+__all__ = ["InFlight", "InFlightMeter", "apportion", "current_request", "watching"]
 
 Clock = Callable[[], float]
 
@@ -50,6 +51,9 @@ class InFlightMeter:
         token = _CURRENT.set(span)
         try:
             yield span
+        except asyncio.CancelledError:
+            span.cancelled = True
+            raise
         finally:
             _CURRENT.reset(token)
             self.finish(span)
@@ -58,12 +62,15 @@ class InFlightMeter:
         """A request goes in flight (`finish` it; `request()` does both around a block)."""
         span = InFlight(self, self._advance())
         self._in_flight += 1
+        if (watcher := _WATCHING.get()) is not None:
+            watcher.append(span)
         return span
 
     def finish(self, span: InFlight) -> None:
         """The request is no longer in flight (again: nothing)."""
         if span.end is None:
             span.end = self._advance()
+            span.ended_at = self._clock()
             self._in_flight -= 1
 
     def clock(self) -> float:
@@ -80,6 +87,9 @@ class InFlight:
         self.end: float | None = None
         self._cold_until: float | None = None
         self._began = meter._clock()
+        self.ended_at: float | None = None
+        self.cancelled = False
+        """Whether it ended by being cancelled (no answer came back to anyone)."""
         self.cold_wait_s = 0.0
         """Wall-clock seconds it waited for a cold server (its share of them: `cold_share_s`)."""
 
@@ -88,6 +98,11 @@ class InFlight:
         """Its share of the provider's busy time (final once the request ended)."""
         end = self.end if self.end is not None else self._meter.clock()
         return end - self.start
+
+    @property
+    def wall_s(self) -> float:
+        """Wall-clock seconds it has been (or was) in flight."""
+        return (self.ended_at if self.ended_at is not None else self._meter._clock()) - self._began
 
     @property
     def cold_share_s(self) -> float:
@@ -109,6 +124,23 @@ _CURRENT: contextvars.ContextVar[InFlight | None] = contextvars.ContextVar(
 def current_request() -> InFlight | None:
     """The metered request this task is in, if any (for a provider's cold-start wait)."""
     return _CURRENT.get()
+
+
+_WATCHING: contextvars.ContextVar[list[InFlight] | None] = contextvars.ContextVar(
+    "hi_moe_watching", default=None
+)
+
+
+@contextmanager
+def watching() -> Iterator[list[InFlight]]:
+    """The requests metered inside the block (in this task), in the order they began: what a
+    caller whose call was cancelled reads to charge the request that was in flight."""
+    flights: list[InFlight] = []
+    token = _WATCHING.set(flights)
+    try:
+        yield flights
+    finally:
+        _WATCHING.reset(token)
 
 
 def apportion(spans: Sequence[tuple[float, float]]) -> list[float]:

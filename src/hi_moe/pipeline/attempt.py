@@ -17,11 +17,13 @@ our code and propagates, so it is never retried as if the model had failed.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from hi_moe.cost.meter import InFlight, watching
 from hi_moe.cost.spent import Spent, unrecorded
 from hi_moe.errors import ConstraintViolation, HiMoeError, UnknownAdapter
 from hi_moe.pipeline.dispatcher import Assignment, Dispatcher, extract_output
@@ -149,7 +151,11 @@ class Attempt:
         chain = self.chain.ordered(self.dispatcher.candidates(step), on_hop=self._passed_over)
         started = time.perf_counter()
         try:
-            completion = await chain.complete_each(self._request_for)
+            with watching() as flights:
+                completion = await chain.complete_each(self._request_for)
+        except asyncio.CancelledError:
+            self._cancelled(flights)
+            raise
         except ConstraintViolation as error:
             self._unhopped(error, started)
             return Retry(f"the output broke its format: {error.reason}", answer=error.text)
@@ -187,6 +193,18 @@ class Attempt:
         took = time.perf_counter() - started - sum(hop.latency_s for hop in error.hops)
         spent = Spent.of_error(error).model_copy(update={"latency_s": max(took, 0.0)})
         self.record.request(self._last(), spent, error=type(error).__name__)
+
+    def _cancelled(self, flights: Sequence[InFlight]) -> None:
+        """The call was cancelled (the run stopped, the step's backstop fired): the request in
+        flight then is booked, with what it occupied of its server; no answer came back."""
+        for flight in (f for f in flights if f.cancelled):
+            spent = Spent(
+                latency_s=flight.wall_s,
+                busy_share_s=flight.share_s,
+                cold_share_s=flight.cold_share_s,
+                cold_wait_s=flight.cold_wait_s,
+            )
+            self.record.request(self._last(), spent, error="Cancelled")
 
     def _last(self) -> Assignment:
         """The assignment of the provider tried last."""

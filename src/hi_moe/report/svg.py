@@ -194,6 +194,7 @@ def _label(request: Request, cold_w: float) -> str:
                 "ConstraintViolation": "✕ rejected",
                 "ProviderUnavailable": "✕ unavailable",
                 "ProviderTimeout": "✕ timed out",
+                "Cancelled": "✕ cancelled",
             }.get(request.error, f"✕ {request.error}")
         )
     return " · ".join(parts)
