@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hi_moe.cost.prices import Prices
+from hi_moe.cost.spent import Spent
 from hi_moe.errors import ConfigError
 from hi_moe.pipeline.sandbox import Limits, SandboxBackend, check_solution, load_backend
 from hi_moe.types import CompletionRequest, Message
@@ -239,13 +240,7 @@ def direct_solver(
                 temperature=temperature,
             )
         )
-        cost = prices.cost(
-            label,
-            model=completion.model,
-            usage=completion.usage,
-            busy_share_s=completion.busy_share_s,
-            cold_share_s=completion.cold_share_s,
-        )
+        cost = prices.price(label, Spent.of(completion))
         return Solution(
             completion.text, completion.usage.total_tokens, cost.usd if cost.priced else None
         )

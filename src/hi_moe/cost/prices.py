@@ -28,6 +28,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hi_moe.cost.defaults import GPU_PRICES, MODEL_PRICES
+from hi_moe.cost.spent import Spent
 from hi_moe.types import Usage
 
 __all__ = ["Cost", "CostBasis", "Prices", "ProviderPrice", "TokenPrice"]
@@ -141,6 +142,16 @@ class Prices(BaseModel):
             if matches:
                 return table[max(matches, key=len)]
         return None
+
+    def price(self, provider: str, spent: Spent) -> Cost:
+        """What a request to the provider labelled `provider` cost, from what it spent."""
+        return self.cost(
+            provider,
+            model=spent.model,
+            usage=spent.usage,
+            busy_share_s=spent.busy_share_s,
+            cold_share_s=spent.cold_share_s,
+        )
 
     def cost(
         self,

@@ -31,25 +31,16 @@ class Spent(BaseModel):
     """Wall-clock seconds it waited for a cold server."""
 
     @classmethod
-    def of_completion(cls, completion: Completion) -> Spent:
+    def of(cls, answered: Completion | Hop) -> Spent:
+        """What a completion, or a call a fallback chain passed over, spent (both say the
+        same fields)."""
         return cls(
-            usage=completion.usage,
-            latency_s=completion.latency_s,
-            model=completion.model,
-            busy_share_s=completion.busy_share_s,
-            cold_share_s=completion.cold_share_s,
-            cold_wait_s=completion.cold_wait_s,
-        )
-
-    @classmethod
-    def of_hop(cls, hop: Hop) -> Spent:
-        return cls(
-            usage=hop.usage,
-            latency_s=hop.latency_s,
-            model=hop.model,
-            busy_share_s=hop.busy_share_s,
-            cold_share_s=hop.cold_share_s,
-            cold_wait_s=hop.cold_wait_s,
+            usage=answered.usage,
+            latency_s=answered.latency_s,
+            model=answered.model,
+            busy_share_s=answered.busy_share_s,
+            cold_share_s=answered.cold_share_s,
+            cold_wait_s=answered.cold_wait_s,
         )
 
     @classmethod

@@ -155,7 +155,7 @@ class Architect:
                 raise
             else:
                 requests.extend(_passed_over(completion.hops, attempt))
-                spent = Spent.of_completion(completion)
+                spent = Spent.of(completion)
                 requests.append(
                     PlanRequest(spent=spent, attempt=attempt, provider=completion.provider)
                 )
@@ -212,9 +212,7 @@ def plan_json(plan: Plan) -> str:
 def _passed_over(hops: Sequence[Hop], attempt: int) -> list[PlanRequest]:
     """The requests to providers a chain passed over on the way (a skip sent nothing)."""
     return [
-        PlanRequest(
-            spent=Spent.of_hop(hop), attempt=attempt, error=hop.error, provider=hop.provider
-        )
+        PlanRequest(spent=Spent.of(hop), attempt=attempt, error=hop.error, provider=hop.provider)
         for hop in hops
         if hop.error != "skipped"
     ]

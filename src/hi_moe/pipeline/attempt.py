@@ -169,7 +169,7 @@ class Attempt:
         assignment = self.assignments[completion.provider]
         for adapted in assignment.notes:
             self.record.note(adapted)
-        self.record.request(assignment, Spent.of_completion(completion))
+        self.record.request(assignment, Spent.of(completion))
         output = extract_output(step.output, completion.text, completion.parsed)
         if (problem := await self.check(self.work, output)) is not None:
             return Retry(problem, answer=completion.text)

@@ -101,13 +101,7 @@ class RunRecorder:
         way. Journaled, then announced as a `request` event whose data is the record."""
         usage = spent.usage
         self.usage = self.usage + usage
-        cost = self.prices.cost(
-            provider,
-            model=spent.model,
-            usage=usage,
-            busy_share_s=spent.busy_share_s,
-            cold_share_s=spent.cold_share_s,
-        )
+        cost = self.prices.price(provider, spent)
         self.account.book(provider, step_id, cost)
         latency = spent.latency_s
         record: dict[str, object] = {
@@ -261,7 +255,7 @@ class StepRecorder:
             if hop.message.startswith("cooling down"):
                 self.note(f"{hop.provider} skipped: {hop.message}")
             return
-        cost = self.request(assignment, Spent.of_hop(hop), error=hop.error)
+        cost = self.request(assignment, Spent.of(hop), error=hop.error)
         self._attempt_usd -= cost.usd  # a call passed over: its answer was never kept
         self.run.account.retried(cost.usd)
         word = "rejected its output" if hop.error == "ConstraintViolation" else "unavailable"
