@@ -29,7 +29,7 @@ from hi_moe.cli.common import (
 from hi_moe.cli.display import RunDisplay
 from hi_moe.cli.failures import INTERRUPTED, UsageError, err, fail, validation_message
 from hi_moe.config import Settings, load_providers
-from hi_moe.cost.account import usd
+from hi_moe.cost.account import RunCost, usd
 from hi_moe.pipeline import Event, Journal, MetricsLog, RunRecord, RunResult, Task
 from hi_moe.pipeline.demo import demo_responder
 from hi_moe.providers.base import InferenceProvider
@@ -284,7 +284,7 @@ def runs(
         listed = [
             {
                 **json.loads(r.model_dump_json()),
-                "cost_usd": _cost_of(r)[0],
+                "cost_usd": _usd_of(r),
                 "report": _report_of(journal, r.run_id),
             }
             for r in records
@@ -304,20 +304,17 @@ def runs(
     Console().print(table)
 
 
-def _cost_of(record: RunRecord) -> tuple[float | None, int]:
-    """The run's cost in USD from its summary (None without one) and its unpriced requests."""
-    cost = (record.summary or {}).get("cost")
-    if not isinstance(cost, dict) or not isinstance(cost.get("usd"), int | float):
-        return None, 0
-    unpriced = cost.get("unpriced_requests")
-    return float(cost["usd"]), unpriced if isinstance(unpriced, int) else 0
+def _usd_of(record: RunRecord) -> float | None:
+    cost = RunCost.of_summary(record.summary)
+    return None if cost is None else cost.usd
 
 
 def _cost_text(record: RunRecord) -> str:
-    value, unpriced = _cost_of(record)
-    if value is None:
+    cost = RunCost.of_summary(record.summary)
+    if cost is None:
         return "—"
-    return usd(value) + (f" + {unpriced} unpriced" if unpriced else "")
+    unpriced = cost.unpriced_requests
+    return usd(cost.usd) + (f" + {unpriced} unpriced" if unpriced else "")
 
 
 def _report_of(journal: Journal, run_id: str) -> str:
@@ -355,7 +352,7 @@ def _show_run(journal: Journal, run_id: str, as_json: bool) -> None:
         out.print(table)
     else:
         out.print("not planned yet")
-    if _cost_of(record)[0] is not None:
+    if _usd_of(record) is not None:
         out.print(f"cost: {_cost_text(record)}; report: {escape(_report_of(journal, run_id))}")
     if record.answer is not None:
         out.print(record.answer, markup=False, highlight=False)

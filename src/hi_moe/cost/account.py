@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hi_moe.cost.prices import Cost
 
@@ -30,6 +32,18 @@ class RunCost(BaseModel):
     by_provider: dict[str, float] = Field(default_factory=dict)
     by_step: dict[str, float] = Field(default_factory=dict)
     """Step id → USD; planning requests under `(plan)`."""
+
+    @classmethod
+    def of_summary(cls, summary: Mapping[str, Any] | None) -> RunCost | None:
+        """The cost a journaled run summary (`RunResult.summary()`) holds; None for a run
+        without one (not finished, or journaled before costs were kept)."""
+        cost = (summary or {}).get("cost")
+        if not isinstance(cost, dict):
+            return None
+        try:
+            return cls.model_validate(cost)
+        except ValidationError:
+            return None
 
     @property
     def complete(self) -> bool:

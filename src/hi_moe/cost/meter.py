@@ -19,9 +19,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-__all__ = ["InFlight", "InFlightMeter", "apportion", "current_request", "watching"]
+__all__ = ["SHARE_FIELDS", "InFlight", "InFlightMeter", "apportion", "current_request", "watching"]
 
 Clock = Callable[[], float]
+SHARE_FIELDS = ("busy_share_s", "cold_share_s", "cold_wait_s")
+"""`InFlight.shares()`'s names: the fields by which completions, hops and errors carry them."""
 
 
 class InFlightMeter:
@@ -98,6 +100,13 @@ class InFlight:
         """Its share of the provider's busy time (final once the request ended)."""
         end = self.end if self.end is not None else self._meter.clock()
         return end - self.start
+
+    def shares(self) -> dict[str, float]:
+        """What it occupied, under the field names a `Completion`, a `Hop` and a `HiMoeError`
+        carry it by."""
+        return dict(
+            zip(SHARE_FIELDS, (self.share_s, self.cold_share_s, self.cold_wait_s), strict=True)
+        )
 
     @property
     def wall_s(self) -> float:

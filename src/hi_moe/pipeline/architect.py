@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -130,7 +130,14 @@ class Architect:
         request as it ends, those of a call that then raises included (they were paid for)."""
         messages = self.messages(task, feedback)
         problems: list[str] = []
-        requests = _Heard(on_request)
+        requests: list[PlanRequest] = []
+
+        def heard(*made: PlanRequest) -> None:
+            requests.extend(made)
+            for one in made:
+                if on_request is not None:
+                    on_request(one)
+
         for attempt in range(1, self.max_repairs + 2):
             request = CompletionRequest(
                 messages=messages,
@@ -141,24 +148,22 @@ class Architect:
             try:
                 completion = await provider.complete(request)
             except ConstraintViolation as error:
-                requests.extend(_passed_over(error.hops, attempt))
+                heard(*_passed_over(error.hops, attempt))
                 if unrecorded(error):
                     spent = Spent.of_error(error)
-                    requests.append(PlanRequest(spent=spent, attempt=attempt, error="violation"))
+                    heard(PlanRequest(spent=spent, attempt=attempt, error="violation"))
                 found = [f"the output was not a valid plan: {error.reason}"]
                 text = error.text
             except HiMoeError as error:
-                requests.extend(_passed_over(error.hops, attempt))
+                heard(*_passed_over(error.hops, attempt))
                 if unrecorded(error):
                     spent, name = Spent.of_error(error), type(error).__name__
-                    requests.append(PlanRequest(spent=spent, attempt=attempt, error=name))
+                    heard(PlanRequest(spent=spent, attempt=attempt, error=name))
                 raise
             else:
-                requests.extend(_passed_over(completion.hops, attempt))
+                heard(*_passed_over(completion.hops, attempt))
                 spent = Spent.of(completion)
-                requests.append(
-                    PlanRequest(spent=spent, attempt=attempt, provider=completion.provider)
-                )
+                heard(PlanRequest(spent=spent, attempt=attempt, provider=completion.provider))
                 text = completion.text
                 found = self._problems(completion.parsed, task)
                 if not found:
@@ -216,20 +221,3 @@ def _passed_over(hops: Sequence[Hop], attempt: int) -> list[PlanRequest]:
         for hop in hops
         if hop.error != "skipped"
     ]
-
-
-class _Heard(list[PlanRequest]):
-    """The requests made so far, each told to a listener as it is added."""
-
-    def __init__(self, listener: Callable[[PlanRequest], None] | None) -> None:
-        super().__init__()
-        self._listener = listener
-
-    def append(self, made: PlanRequest) -> None:
-        super().append(made)
-        if self._listener is not None:
-            self._listener(made)
-
-    def extend(self, made: Iterable[PlanRequest]) -> None:
-        for one in made:
-            self.append(one)

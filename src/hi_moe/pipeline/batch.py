@@ -44,6 +44,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, cast
 
+from hi_moe.cost.account import RunCost
 from hi_moe.cost.prices import Prices
 from hi_moe.errors import ConfigError, HiMoeError
 from hi_moe.pipeline.events import EventSink
@@ -372,7 +373,7 @@ class Batch:
             tokens=int(summary.get("tokens", 0)),
             wall_s=float(summary.get("wall_s", 0.0)),
             origin="journal",
-            cost_usd=_journaled_cost(summary.get("cost")),
+            cost_usd=_journaled_cost(summary),
             scheduling=self._switches(summary.get("scheduling")),
         )
 
@@ -389,10 +390,9 @@ def _ours(record: RunRecord) -> bool:
     return record.owner_pid == os.getpid() and record.owner_host == socket.gethostname()
 
 
-def _journaled_cost(cost: object) -> float | None:
-    """A journaled run summary's total cost (None when unpriced requests made it partial)."""
-    if not isinstance(cost, dict):
+def _journaled_cost(summary: Mapping[str, Any]) -> float | None:
+    """A journaled run's total cost (None when unpriced requests made it partial)."""
+    cost = RunCost.of_summary(summary)
+    if cost is None:
         return 0.0  # journaled before costs were kept
-    if cost.get("unpriced_requests"):
-        return None
-    return float(cost.get("usd", 0.0))
+    return cost.usd if cost.complete else None

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Self, final
 from pydantic import BaseModel, ConfigDict, Field
 
 from hi_moe import constraints, deadline
-from hi_moe.cost.meter import InFlight, InFlightMeter
+from hi_moe.cost.meter import SHARE_FIELDS, InFlight, InFlightMeter
 from hi_moe.errors import (
     ConstraintViolation,
     HiMoeError,
@@ -195,11 +195,8 @@ class InferenceProvider(ABC):
             checked = await self._acheck(request.constraint, completion)
         except ConstraintViolation as violation:
             violation.usage = completion.usage  # the tokens were spent all the same
-            violation.sent = True
             violation.model = completion.model
-            violation.busy_share_s = completion.busy_share_s
-            violation.cold_share_s = completion.cold_share_s
-            violation.cold_wait_s = completion.cold_wait_s
+            _occupied(violation, {name: getattr(completion, name) for name in SHARE_FIELDS})
             raise
         return completion.model_copy(update={"text": checked.text, "parsed": checked.parsed})
 
@@ -255,17 +252,10 @@ class InferenceProvider(ABC):
                 completion = await self._complete(request)
         except HiMoeError as error:
             if flight is not None:  # a failed call occupied the server all the same
-                error.sent = True
-                error.busy_share_s, error.cold_share_s = flight.share_s, flight.cold_share_s
-                error.cold_wait_s = flight.cold_wait_s
+                _occupied(error, flight.shares())
             raise
         assert flight is not None
-        shares = {
-            "busy_share_s": flight.share_s,
-            "cold_share_s": flight.cold_share_s,
-            "cold_wait_s": flight.cold_wait_s,
-        }
-        return await self._accept(request, completion.model_copy(update=shares))
+        return await self._accept(request, completion.model_copy(update=flight.shares()))
 
     @final
     def stream(self, request: CompletionRequest) -> CompletionStream:
@@ -351,7 +341,7 @@ class CompletionStream(AsyncIterator[str]):
         except HiMoeError as error:
             if flight is not None:
                 provider.meter.finish(flight)
-                error.sent, error.busy_share_s = True, flight.share_s
+                _occupied(error, flight.shares())
             raise
         finally:
             if flight is not None:
@@ -359,10 +349,17 @@ class CompletionStream(AsyncIterator[str]):
         text = "".join(parts)
         if final is None:
             final = Completion(text=text, provider=provider.name, model="")
-        shares = {"busy_share_s": flight.share_s if flight is not None else 0.0}
+        shares = flight.shares() if flight is not None else {}
         final = final.model_copy(update={"text": text, **shares})
         checked = await provider._accept(request, final)
         self.completion = checked.model_copy(update={"latency_s": time.perf_counter() - started})
 
 
 InferenceProvider._stream_type = CompletionStream
+
+
+def _occupied(error: HiMoeError, shares: dict[str, float]) -> None:
+    """Mark `error` as ending a call that was sent, with what it occupied of its server."""
+    error.sent = True
+    for name, value in shares.items():
+        setattr(error, name, value)
